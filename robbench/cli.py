@@ -1,0 +1,267 @@
+"""The `robbench` command line (typer + rich).
+
+    robbench train <method> <env> [--seed --steps --preset --num-envs --param k=v]
+    robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
+    robbench report --format markdown|csv|json [--out]
+    robbench list envs|trainers|attacks|agents
+    robbench demo
+
+Bad input gets one line on stderr naming the bad value and the valid choices, exit status 2, no
+traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from robbench.errors import RobbenchError, unknown
+
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Train, attack, certify and rank robust deep-RL agents under one protocol.",
+)
+console = Console(stderr=True)
+out_console = Console()
+
+HomeOpt = typer.Option(None, "--home", help="Results home (default: $ROBBENCH_HOME or ./robbench-results).")
+
+
+def cli_errors(fn):
+    """Turn RobbenchError into one line on stderr and exit status 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RobbenchError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted: finished cells and agents are kept; re-run to continue", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
+    )
+
+
+def _parse_params(items: list[str]) -> dict:
+    """`k=v` pairs; values parsed as JSON when possible (numbers, booleans), else kept as strings."""
+    params = {}
+    for item in items:
+        if "=" not in item:
+            raise RobbenchError(f"--param expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            params[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            params[k.strip()] = v
+    return params
+
+
+def _open_store(home: Optional[str], must_exist: bool):
+    from robbench.store import ResultsStore, resolve_home
+
+    return ResultsStore(resolve_home(home, must_exist=must_exist))
+
+
+# --------------------------------------------------------------------------------------------- train
+@app.command()
+@cli_errors
+def train(
+    method: str = typer.Argument(..., help="Trainer (see `robbench list trainers`)."),
+    env: str = typer.Argument(..., help="Environment key (see `robbench list envs`)."),
+    seed: int = typer.Option(0, help="Training seed."),
+    preset: str = typer.Option("paper", help="Budget preset: paper, quick or smoke."),
+    steps: Optional[int] = typer.Option(None, help="Override the preset's number of env steps."),
+    num_envs: int = typer.Option(8, help="Parallel env copies (speed only; 2048 steps/iteration regardless)."),
+    kappa: Optional[float] = typer.Option(None, help="Robust trainers: weight κ of the robustness term."),
+    param: list[str] = typer.Option([], help="Trainer setting key=value (repeatable)."),
+    force: bool = typer.Option(False, help="Retrain even if this agent exists."),
+    home: Optional[str] = HomeOpt,
+):
+    """Train one agent and store its checkpoint in the results home."""
+    from robbench.envs import get_env_spec
+    from robbench.registry import get_trainer
+    from robbench.train import build_config, train_agent
+
+    get_trainer(method), get_env_spec(env)
+    params = _parse_params(param)
+    if kappa is not None:
+        params["kappa"] = kappa
+    cfg, _ = build_config(method, env, seed, preset, steps, num_envs, params)
+    with _open_store(home, must_exist=False) as store, _progress() as bar:
+        task = bar.add_task(f"train {method} {env} s{seed}", total=cfg.iterations, info="")
+
+        def on_iter(i, s):
+            bar.update(task, completed=i, info=f"return {s['mean_return']:.0f} · {s['steps_per_s']:.0f} steps/s")
+
+        record, trained = train_agent(store, method, env, seed, preset, steps, num_envs, force, params, on_iter)
+    verb = "trained" if trained else "exists (use --force to retrain)"
+    console.print(f"{record.agent_id}: {verb} — {record.steps} steps, checkpoint {record.path}")
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+@app.command()
+@cli_errors
+def evaluate(
+    agents: str = typer.Option("all", help="`all` or comma-separated agent ids."),
+    attacks: str = typer.Option("all", help="`all` (every attack that needs no fitting) or comma-separated names."),
+    episodes: int = typer.Option(50, help="Episodes per (agent, attack)."),
+    eps: Optional[float] = typer.Option(None, help="Override the protocol ε (labelled non-standard)."),
+    force: bool = typer.Option(False, help="Re-run cells that already have results."),
+    home: Optional[str] = HomeOpt,
+):
+    """Evaluate agents under attacks; finished cells are skipped."""
+    from robbench.evaluate import evaluate_cell
+    from robbench.registry import attacks as all_attacks
+    from robbench.store import iter_agent_ids
+
+    if episodes <= 0:
+        raise RobbenchError(f"--episodes must be positive, got {episodes}")
+    if eps is not None and (eps != eps or eps < 0):
+        raise RobbenchError(f"--eps must be a number ≥ 0, got {eps}")
+    table = all_attacks()
+    if attacks == "all":
+        names = [n for n, cls in table.items() if not cls.needs_fit]
+    else:
+        names = [n.strip() for n in attacks.split(",") if n.strip()]
+        for n in names:
+            if n not in table:
+                raise unknown("attack", n, table)
+    with _open_store(home, must_exist=True) as store:
+        ids = list(iter_agent_ids(store, agents))
+        if not ids:
+            raise RobbenchError("no agents in this results home; train one with `robbench train`")
+        with _progress() as bar:
+            cells = bar.add_task("cells", total=len(ids) * len(names), info="")
+            for aid in ids:
+                for name in names:
+                    ep = bar.add_task(f"  {aid} × {name}", total=episodes, info="")
+                    key, res = evaluate_cell(
+                        store, aid, name, eps=eps, episodes=episodes, force=force,
+                        progress=lambda done, steps, ep=ep: bar.update(ep, completed=done, info=f"{steps} steps"),
+                    )
+                    info = "cached" if res is None else f"{res.mean:.0f} ± {res.std:.0f}"
+                    bar.update(ep, completed=episodes, info=info)
+                    bar.update(cells, advance=1)
+    console.print("done; see `robbench report`")
+
+
+# -------------------------------------------------------------------------------------------- report
+@app.command()
+@cli_errors
+def report(
+    format: str = typer.Option("markdown", "--format", help="markdown, csv or json."),
+    out: Optional[str] = typer.Option(None, help="Write to this file (or directory: reports/leaderboard.<ext>)."),
+    home: Optional[str] = HomeOpt,
+):
+    """Print or write the leaderboards."""
+    from robbench.report import FORMATS, render
+
+    if format not in FORMATS:
+        raise unknown("format", format, FORMATS)
+    with _open_store(home, must_exist=True) as store:
+        text = render(store, format)
+    if out is None:
+        sys.stdout.write(text)
+        return
+    path = Path(out)
+    if path.is_dir() or out.endswith("/"):
+        path = path / f"leaderboard.{ {'markdown': 'md'}.get(format, format) }"
+    write_atomic(path, text)
+    console.print(f"wrote {path}")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename: a report is either whole or absent."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise RobbenchError(f"cannot write {str(path)!r}: {exc.strerror}") from None
+
+
+# ---------------------------------------------------------------------------------------------- list
+LISTABLE = ("envs", "trainers", "attacks", "agents")
+
+
+@app.command("list")
+@cli_errors
+def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agents."), home: Optional[str] = HomeOpt):
+    """List registered environments, trainers, attacks, or the agents in a results home."""
+    from robbench.envs import ENVS
+    from robbench.registry import attacks, trainers
+
+    if what not in LISTABLE:
+        raise unknown("list target", what, LISTABLE)
+    if what == "envs":
+        t = Table("key", "gymnasium id", "ε", "paper budget", "policy lr", "value lr", "note")
+        for s in ENVS.values():
+            t.add_row(s.key, s.gym_id, f"{s.eps:g}", f"{s.iterations} it = {s.paper_steps / 1e6:.1f}M",
+                      f"{s.policy_lr:g}", f"{s.value_lr:g}", s.note)
+    elif what == "trainers":
+        t = Table("method", "description")
+        for name, cls in trainers().items():
+            t.add_row(name, (cls.__doc__ or "").strip().splitlines()[0])
+    elif what == "attacks":
+        t = Table("attack", "needs fitting", "default parameters", "description")
+        for name, cls in attacks().items():
+            t.add_row(name, "yes" if cls.needs_fit else "no", json.dumps(cls.default_params()), cls.description)
+    else:
+        with _open_store(home, must_exist=True) as store:
+            t = Table("agent id", "method", "env", "seed", "preset", "steps", "trained on")
+            for a in store.agents():
+                t.add_row(a.agent_id, a.method, a.env, str(a.seed), a.preset, str(a.steps),
+                          a.meta.get("provenance", {}).get("started", ""))
+    out_console.print(t)
+
+
+# ---------------------------------------------------------------------------------------------- demo
+@app.command()
+@cli_errors
+def demo(
+    preset: str = typer.Option("quick", help="Training budget preset for the demo agents."),
+    methods: str = typer.Option("ppo,barppo", help="Trainers to run (those not registered are skipped)."),
+    env: str = typer.Option("hopper", help="Environment."),
+    episodes: int = typer.Option(50, help="Evaluation episodes per cell."),
+    home: Optional[str] = HomeOpt,
+):
+    """The embedded default job: train → attack (attacks needing no fitting) → markdown leaderboard."""
+    from robbench.registry import trainers
+
+    table = trainers()
+    chosen = [m.strip() for m in methods.split(",") if m.strip() in table]
+    if not chosen:
+        raise RobbenchError(f"none of {methods!r} is a registered trainer; valid: {', '.join(table)}")
+    for m in chosen:
+        train(m, env, seed=0, preset=preset, steps=None, num_envs=8, kappa=None, param=[], force=False, home=home)
+    evaluate(agents="all", attacks="all", episodes=episodes, eps=None, force=False, home=home)
+    report(format="markdown", out=None, home=home)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

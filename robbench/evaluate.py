@@ -1,0 +1,156 @@
+"""The evaluator: N episodes of one agent under one attack, as one batch (protocol.md, "Evaluation").
+
+All episodes run at once over N env copies: at every step the live episodes' normalised states go
+through the attack and the policy as one (live, obs_dim) batch. Actions are the deterministic mean
+μ(ŝ), passed to MuJoCo unclipped; the filter is frozen; episode i resets with seed base_seed + i;
+returns are sums of raw rewards. The same inputs give the same returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from robbench.envs import EnvBatch, get_env_spec
+from robbench.errors import RobbenchError
+from robbench.policy import Agent
+from robbench.threat import Attack, Victim, check_in_ball, validate_eps
+
+DEFAULT_EPISODES = 50
+DEFAULT_BASE_SEED = 1_000_000  # far from the seeds training resets use
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The evaluation protocol of one cell; part of its key."""
+
+    eps: float
+    episodes: int = DEFAULT_EPISODES
+    base_seed: int = DEFAULT_BASE_SEED
+    max_steps: int = 1000
+    deterministic: bool = True
+
+    @classmethod
+    def for_env(cls, env: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
+                base_seed: int = DEFAULT_BASE_SEED) -> Protocol:
+        spec = get_env_spec(env)
+        if episodes <= 0:
+            raise RobbenchError(f"--episodes must be positive, got {episodes}")
+        return cls(eps=validate_eps(spec.eps if eps is None else eps), episodes=episodes,
+                   base_seed=base_seed, max_steps=spec.max_episode_steps)
+
+    def departures(self, env: str) -> list[str]:
+        """How this protocol departs from the standard one (empty list: standard)."""
+        spec = get_env_spec(env)
+        out = []
+        if abs(self.eps - spec.eps) > 1e-12:
+            out.append(f"eps {self.eps:g} (protocol {spec.eps:g})")
+        if self.episodes < DEFAULT_EPISODES:
+            out.append(f"{self.episodes} episodes (protocol {DEFAULT_EPISODES})")
+        if not self.deterministic:
+            out.append("stochastic actions")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class EvalResult:
+    returns: np.ndarray
+    lengths: np.ndarray
+    seeds: np.ndarray
+    env_steps: int
+    wall_s: float
+    max_perturbation: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def std(self) -> float:
+        return float(self.returns.std())
+
+
+ProgressFn = Callable[[int, int], None]  # (episodes finished, env steps so far)
+
+
+def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: ProgressFn | None = None) -> EvalResult:
+    """Run `protocol.episodes` episodes of `agent` under `attack`, all as one batch."""
+    if abs(attack.eps - protocol.eps) > 1e-12:
+        raise RobbenchError(f"attack ε {attack.eps} differs from the protocol ε {protocol.eps}")
+    n = protocol.episodes
+    envs = EnvBatch(agent.env, n)
+    victim = Victim(agent)
+    gen = torch.Generator().manual_seed(protocol.base_seed)
+    seeds = protocol.base_seed + np.arange(n)
+    start = time.perf_counter()
+    raw = np.stack([envs.reset_one(i, seed=int(seeds[i])) for i in range(n)])
+    returns = np.zeros(n)
+    lengths = np.zeros(n, dtype=np.int64)
+    alive = np.ones(n, dtype=bool)
+    max_pert = 0.0
+    steps = 0
+    try:
+        while alive.any():
+            idx = np.flatnonzero(alive)
+            clean = torch.from_numpy(agent.normalize(raw[idx])).float()
+            perturbed = attack.perturb(victim, clean, gen)
+            max_pert = max(max_pert, check_in_ball(perturbed, clean, protocol.eps, attack.name))
+            actions = agent.act(perturbed).numpy().astype(np.float64)
+            for j, i in enumerate(idx):
+                raw[i], reward, terminated, truncated = envs.step_one(i, actions[j])
+                returns[i] += reward
+                lengths[i] += 1
+                if terminated or truncated or lengths[i] >= protocol.max_steps:
+                    alive[i] = False
+            steps += len(idx)
+            if progress is not None:
+                progress(int(n - alive.sum()), steps)
+    finally:
+        envs.close()
+    return EvalResult(returns, lengths, seeds, steps, time.perf_counter() - start, max_pert)
+
+
+def evaluate_cell(
+    store, agent_id: str, attack_name: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
+    base_seed: int = DEFAULT_BASE_SEED, attack_params: dict[str, Any] | None = None, force: bool = False,
+    progress: ProgressFn | None = None,
+) -> tuple[str, EvalResult | None]:
+    """Evaluate one (agent, attack, protocol) cell and store it; a finished cell is skipped.
+
+    Returns (cell key, result), result None when the cell already existed and `force` is off.
+    """
+    from robbench import provenance
+    from robbench.registry import get_attack
+    from robbench.store import cell_key
+
+    record = store.get_agent(agent_id)
+    protocol = Protocol.for_env(record.env, eps=eps, episodes=episodes, base_seed=base_seed)
+    attack = get_attack(attack_name)(protocol.eps, **(attack_params or {}))
+    key = cell_key(agent_id, record.sha256, attack.name, attack.config(), protocol.to_dict())
+    if store.has_cell(key) and not force:
+        return key, None
+    agent = store.load_agent(agent_id)
+    result = evaluate(agent, attack, protocol, progress)
+    cell = {
+        "cell_key": key, "agent_id": agent_id, "agent_sha256": record.sha256, "env": record.env,
+        "attack": attack.name, "attack_config": attack.config(), "protocol": protocol.to_dict(),
+        "eps": protocol.eps, "episodes": protocol.episodes, "mean": result.mean, "std": result.std,
+        "min": float(result.returns.min()), "max": float(result.returns.max()),
+        "env_steps": result.env_steps, "wall_s": result.wall_s,
+        "info": {"code_version": provenance.code_version(), "machine": provenance.machine_summary(),
+                 "max_perturbation": result.max_perturbation, **result.info},
+    }
+    episodes_rows = [
+        (i, int(result.seeds[i]), float(result.returns[i]), int(result.lengths[i])) for i in range(protocol.episodes)
+    ]
+    store.write_cell(cell, episodes_rows)
+    return key, result

@@ -1,0 +1,442 @@
+"""The PPO core shared by every trainer (../shared/spec/ppo.md), with one extension point.
+
+Read top to bottom: `PPOConfig` (every hyperparameter, one docstring each), `Objective` (what a
+robust trainer may change), then `PPOCore`: `collect()` → `compute_gae()` → `update()`.
+
+A robust trainer is an `Objective` subclass in `agents/`. It never copies the rollout or the
+update loop; it gets these hooks:
+
+- `setup(core)`: build extra networks/optimisers once (e.g. WocaR's worst-case Q).
+- `prepare_batch(core, batch)`: after each rollout and GAE, before the updates (e.g. train a Q
+  network on the batch, or modify `batch.advantages`).
+- `extra_loss(core, mb)`: a term added to the loss of every minibatch step; `core.eps_now` is the
+  ramped ε_t and `core.surrogate(...)` the clipped objective g(r, Â), so SA-PPO, RADIAL, AR-PPO and
+  BAR-PPO are each one function.
+- `surrogate_weight`: weight of the clean PPO surrogate (0 for the "-noguide" ablations).
+- `extra_state()`: tensors saved in the checkpoint beside the policy.
+
+Deliberate departures from the reference code (all recorded in ppo.md or here):
+
+- Time-limit truncation bootstraps with V(final observation) (the reference treated it as terminal).
+- Value and policy networks are updated in the *same* minibatch loop (one backward through the sum
+  of the two losses, one Adam step each on disjoint parameters) instead of 10 value epochs followed
+  by 10 policy epochs. The two networks share no parameters and the policy targets (advantages) are
+  fixed before either update, so each network sees exactly the updates it would have seen (10
+  epochs × 32 shuffled minibatches of 64); only the shuffling order is shared. It halves the
+  number of backward passes and optimizer calls.
+- Rollouts run over `num_envs` parallel copies (2048 / num_envs steps each); the total per iteration
+  stays 2048 transitions, as the spec requires.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from robbench.envs import EnvBatch, get_env_spec
+from robbench.errors import RobbenchError
+from robbench.filters import ObsFilter, RewardScaler
+from robbench.policy import Agent, GaussianPolicy, ValueNet, gaussian_log_prob
+
+PRESET_ITERATIONS: dict[str, int | None] = {
+    "paper": None,  # the env's budget from the protocol table (976 or 4882 iterations)
+    "quick": 60,  # ~123k steps: a couple of minutes on 2 cores; for demos, not for science
+    "smoke": 2,  # seconds: checks that everything runs
+}
+
+
+@dataclass
+class PPOConfig:
+    """Every hyperparameter of one training run. Build with `PPOConfig.for_env`."""
+
+    env: str
+    """Env registry key."""
+    method: str = "ppo"
+    """Trainer registry key (recorded; selects the Objective)."""
+    seed: int = 0
+    """Seeds torch, numpy and the envs' first resets."""
+    preset: str = "paper"
+    """Budget preset name: paper, quick or smoke (recorded in every output)."""
+    iterations: int = 976
+    """PPO iterations of `steps_per_iteration` transitions each."""
+    steps_per_iteration: int = 2048
+    """Transitions per iteration, summed over all envs (2048 in every reference config)."""
+    num_envs: int = 8
+    """Parallel env copies; a speed knob only (must divide steps_per_iteration)."""
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    policy_lr: float = 3e-4
+    value_lr: float = 2.5e-4
+    anneal_lr: bool = True
+    """Both learning rates decay linearly to 0 over the run."""
+    clip: float = 0.2
+    """PPO ratio clip."""
+    value_clip: bool = False
+    """Clip V to ±value_clip_range around the old V in the value loss (per env, ppo.md)."""
+    value_clip_range: float = 0.2
+    epochs: int = 10
+    minibatches: int = 32
+    entropy_coef: float = 0.0
+    initial_std: float = 1.0
+    hidden: tuple[int, ...] = (64, 64)
+    eps: float = 0.0
+    """Target perturbation radius for robust trainers (the protocol ε of the env by default)."""
+    eps_ramp_fraction: float = 0.75
+    """ε ramps linearly from 0 over this fraction of the iterations, advancing every minibatch."""
+    adam_eps: float = 1e-5
+    threads: int = 1
+    """torch intra-op threads; tiny MLPs are fastest on one."""
+    trainer: dict[str, Any] = field(default_factory=dict)
+    """The Objective's own hyperparameters (κ, schedules, ...), filled in by the trainer."""
+
+    @classmethod
+    def for_env(cls, env: str, preset: str = "paper", steps: int | None = None, **overrides) -> PPOConfig:
+        """Reference hyperparameters for `env` at a budget preset; `steps` overrides the budget."""
+        spec = get_env_spec(env)
+        if preset not in PRESET_ITERATIONS:
+            from robbench.errors import unknown
+
+            raise unknown("preset", preset, PRESET_ITERATIONS)
+        iterations = PRESET_ITERATIONS[preset] or spec.iterations
+        spi = int(overrides.get("steps_per_iteration", 2048))
+        if steps is not None:
+            if steps <= 0:
+                raise RobbenchError(f"--steps must be positive, got {steps}")
+            iterations = max(1, math.ceil(steps / spi))
+        cfg = cls(
+            env=env, preset=preset, iterations=iterations, policy_lr=spec.policy_lr,
+            value_lr=spec.value_lr, value_clip=spec.value_clip, initial_std=spec.initial_std,
+            entropy_coef=spec.entropy_coef, eps=spec.eps,
+        )
+        for key, value in overrides.items():
+            if not hasattr(cfg, key):
+                raise RobbenchError(f"unknown PPO setting {key!r}")
+            setattr(cfg, key, value)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:
+        if self.num_envs <= 0 or self.steps_per_iteration % self.num_envs:
+            raise RobbenchError(
+                f"--num-envs must be a positive divisor of {self.steps_per_iteration}, got {self.num_envs}"
+            )
+        if self.steps_per_iteration % self.minibatches:
+            raise RobbenchError("minibatches must divide steps_per_iteration")
+        if self.eps < 0 or not math.isfinite(self.eps):
+            raise RobbenchError(f"ε must be a finite number ≥ 0, got {self.eps}")
+        if self.iterations <= 0:
+            raise RobbenchError(f"iterations must be positive, got {self.iterations}")
+
+    @property
+    def total_steps(self) -> int:
+        return self.iterations * self.steps_per_iteration
+
+    @property
+    def budget(self) -> str:
+        """Budget tag used in agent ids: the preset name, or `steps<N>` when --steps overrode it."""
+        default = PRESET_ITERATIONS[self.preset] or get_env_spec(self.env).iterations
+        return self.preset if self.iterations == default else f"steps{self.total_steps}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class Batch:
+    """One iteration's rollout, flattened to (steps_per_iteration, ...) torch tensors."""
+
+    obs: torch.Tensor  # clean normalised states s
+    actions: torch.Tensor
+    log_probs: torch.Tensor  # log π_old(a|s)
+    advantages: torch.Tensor  # GAE, un-normalised (normalised per minibatch at use)
+    returns: torch.Tensor  # value targets: old V + advantage
+    values: torch.Tensor  # old V(s)
+    rewards: torch.Tensor  # scaled rewards
+    dones: torch.Tensor  # 1.0 where the episode terminated (not truncated) at this step
+    next_obs: torch.Tensor  # normalised s_{t+1} (final observation before any reset)
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Minibatch:
+    obs: torch.Tensor
+    actions: torch.Tensor
+    log_probs: torch.Tensor
+    advantages: torch.Tensor  # normalised within the minibatch
+    returns: torch.Tensor
+    values: torch.Tensor
+    index: torch.Tensor  # positions in the Batch, for objectives that keep per-sample extras
+
+
+class Objective:
+    """What a trainer adds to the PPO core. The base class is plain PPO (SPO)."""
+
+    method = "ppo"
+    surrogate_weight: float = 1.0
+
+    def __init__(self, **params: Any):
+        self.params = params
+
+    @classmethod
+    def defaults(cls, env: str) -> dict[str, Any]:
+        """The trainer's default hyperparameters for `env` (κ etc.), overridable from the CLI."""
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        return dict(self.params)
+
+    def setup(self, core: PPOCore) -> None:
+        pass
+
+    def prepare_batch(self, core: PPOCore, batch: Batch) -> None:
+        pass
+
+    def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
+        return None
+
+    def extra_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {}
+
+
+ProgressFn = Callable[[int, dict[str, float]], None]
+
+
+class PPOCore:
+    """Runs PPO (plus an Objective) on vectorised copies of one env and returns an `Agent`."""
+
+    def __init__(self, cfg: PPOConfig, objective: Objective | None = None):
+        cfg.validate()
+        self.cfg = cfg
+        self.objective = objective or Objective()
+        torch.set_num_threads(cfg.threads)
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.envs = EnvBatch(cfg.env, cfg.num_envs)
+        d, a = self.envs.obs_dim, self.envs.act_dim
+        self.policy = GaussianPolicy(d, a, cfg.hidden, cfg.initial_std)
+        self.value = ValueNet(d, cfg.hidden)
+        self.obs_filter = ObsFilter(d)
+        self.reward_scaler = RewardScaler(cfg.num_envs, cfg.gamma)
+        self.optimizer = torch.optim.Adam(
+            [
+                {"params": self.policy.parameters(), "lr": cfg.policy_lr},
+                {"params": self.value.parameters(), "lr": cfg.value_lr},
+            ],
+            eps=cfg.adam_eps,
+            fused=True,  # one kernel over all parameters: measurably faster for tiny MLPs on CPU
+        )
+        self.iteration = 0
+        self.minibatch_step = 0
+        self.steps_done = 0
+        self.recent_returns: list[float] = []
+        self._ep_return = np.zeros(cfg.num_envs)
+        self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
+        raw = np.stack([self.envs.reset_one(i, seed=cfg.seed * 100_003 + i) for i in range(cfg.num_envs)])
+        self._obs = self.obs_filter(raw)
+        self.objective.setup(self)
+
+    # ----------------------------------------------------------------------------------- schedule
+    @property
+    def eps_now(self) -> float:
+        """ε_t: linear ramp from 0 over the first 75 % of all minibatch steps, then the target."""
+        total = self.cfg.iterations * self.cfg.epochs * self.cfg.minibatches * self.cfg.eps_ramp_fraction
+        return self.cfg.eps * min(1.0, self.minibatch_step / total) if total > 0 else self.cfg.eps
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the training run completed (for trainers' own schedules)."""
+        return self.iteration / self.cfg.iterations
+
+    # ----------------------------------------------------------------------------------- rollout
+    @torch.no_grad()
+    def collect(self) -> Batch:
+        """Collect steps_per_iteration transitions with the stochastic policy over all envs."""
+        cfg, n = self.cfg, self.cfg.num_envs
+        horizon = cfg.steps_per_iteration // n
+        d = self.envs.obs_dim
+        obs = np.empty((horizon, n, d), dtype=np.float32)
+        next_obs = np.empty((horizon, n, d), dtype=np.float32)
+        actions = torch.empty((horizon, n, self.envs.act_dim))
+        log_probs = torch.empty((horizon, n))
+        rewards = np.empty((horizon, n))
+        terminated = np.zeros((horizon, n), dtype=bool)
+        truncated = np.zeros((horizon, n), dtype=bool)
+        std = self.policy.std
+        for t in range(horizon):
+            obs[t] = self._obs
+            state = torch.from_numpy(obs[t])
+            mean = self.policy(state)
+            act = mean + std * torch.randn(mean.shape, generator=self.gen)
+            actions[t] = act
+            log_probs[t] = gaussian_log_prob(mean, self.policy.log_std, act)
+            act_np = act.numpy().astype(np.float64)
+            raw_next = np.empty((n, d))
+            raw_r = np.empty(n)
+            for i in range(n):
+                raw_next[i], raw_r[i], terminated[t, i], truncated[t, i] = self.envs.step_one(i, act_np[i])
+            rewards[t] = self.reward_scaler(raw_r)
+            self._ep_return += raw_r
+            self._ep_length += 1
+            done = terminated[t] | truncated[t]
+            # s_{t+1} as the policy would see it; terminal observations are normalised but, as they
+            # are never acted on, not added to the filter statistics.
+            next_obs[t] = self.obs_filter.normalize(raw_next)
+            for i in np.flatnonzero(done):
+                self.recent_returns.append(float(self._ep_return[i]))
+                self._ep_return[i] = 0.0
+                self._ep_length[i] = 0
+                self.reward_scaler.reset(i)
+                raw_next[i] = self.envs.reset_one(i)
+            # The filter learns from every observation the policy will act on (resets included).
+            self._obs = self.obs_filter(raw_next)
+            live = ~done
+            next_obs[t, live] = self._obs[live]
+        self.steps_done += cfg.steps_per_iteration
+        obs_t = torch.from_numpy(obs).reshape(-1, d)
+        next_obs_t = torch.from_numpy(next_obs).reshape(-1, d)
+        values = self.value(obs_t).reshape(horizon, n)
+        # V(s_{t+1}) for every step at once: bootstraps at rollout end and at truncation.
+        next_values = self.value(next_obs_t).reshape(horizon, n)
+        adv = compute_gae(
+            rewards, values.numpy(), next_values.numpy(), terminated, truncated, cfg.gamma, cfg.gae_lambda
+        )
+        adv_t = torch.from_numpy(adv).float().reshape(-1)
+        values_t = values.reshape(-1)
+        return Batch(
+            obs=obs_t,
+            actions=actions.reshape(-1, self.envs.act_dim),
+            log_probs=log_probs.reshape(-1),
+            advantages=adv_t,
+            returns=values_t + adv_t,
+            values=values_t,
+            rewards=torch.from_numpy(rewards).float().reshape(-1),
+            dones=torch.from_numpy(terminated).float().reshape(-1),
+            next_obs=next_obs_t,
+        )
+
+    # ------------------------------------------------------------------------------------ update
+    def surrogate(self, log_probs: torch.Tensor, mb: Minibatch) -> torch.Tensor:
+        """Per-sample clipped objective g(r, Â) = min(r·Â, clip(r, 1±0.2)·Â), r = π(a|x)/π_old(a|s)."""
+        ratio = torch.exp(log_probs - mb.log_probs)
+        clipped = torch.clamp(ratio, 1.0 - self.cfg.clip, 1.0 + self.cfg.clip)
+        return torch.min(ratio * mb.advantages, clipped * mb.advantages)
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        """10 epochs × 32 minibatches of the clipped PPO loss (+ Objective term) and value loss."""
+        cfg = self.cfg
+        size = batch.obs.shape[0]
+        mb_size = size // cfg.minibatches
+        sums = torch.zeros(3)  # policy, value, extra losses (summed without a sync per step)
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(size, generator=self.gen)
+            for k in range(cfg.minibatches):
+                idx = perm[k * mb_size : (k + 1) * mb_size]
+                adv = batch.advantages[idx]
+                mb = Minibatch(
+                    obs=batch.obs[idx],
+                    actions=batch.actions[idx],
+                    log_probs=batch.log_probs[idx],
+                    advantages=(adv - adv.mean()) / (adv.std() + 1e-8),
+                    returns=batch.returns[idx],
+                    values=batch.values[idx],
+                    index=idx,
+                )
+                mean = self.policy(mb.obs)
+                log_probs = gaussian_log_prob(mean, self.policy.log_std, mb.actions)
+                policy_loss = -self.surrogate(log_probs, mb).mean()
+                loss = self.objective.surrogate_weight * policy_loss - cfg.entropy_coef * self.policy.entropy()
+                extra = self.objective.extra_loss(self, mb)
+                if extra is not None:
+                    loss = loss + extra
+                    sums[2] += extra.detach()
+                v = self.value(mb.obs)
+                v_loss = (v - mb.returns).pow(2)
+                if cfg.value_clip:
+                    v_clipped = mb.values + torch.clamp(v - mb.values, -cfg.value_clip_range, cfg.value_clip_range)
+                    v_loss = torch.max(v_loss, (v_clipped - mb.returns).pow(2))
+                v_loss = v_loss.mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                (loss + v_loss).backward()
+                self.optimizer.step()
+                self.minibatch_step += 1
+                sums[0] += policy_loss.detach()
+                sums[1] += v_loss.detach()
+        means = (sums / (cfg.epochs * cfg.minibatches)).tolist()
+        return dict(zip(("policy_loss", "value_loss", "extra_loss"), means))
+
+    def _set_lr(self) -> None:
+        frac = 1.0 - self.iteration / self.cfg.iterations if self.cfg.anneal_lr else 1.0
+        self.optimizer.param_groups[0]["lr"] = self.cfg.policy_lr * frac
+        self.optimizer.param_groups[1]["lr"] = self.cfg.value_lr * frac
+
+    def train(self, progress: ProgressFn | None = None) -> dict[str, float]:
+        """Run all iterations; `progress(iteration, stats)` is called after each one."""
+        start = time.perf_counter()
+        while self.iteration < self.cfg.iterations:
+            self._set_lr()
+            batch = self.collect()
+            self.objective.prepare_batch(self, batch)
+            stats = self.update(batch)
+            self.iteration += 1
+            recent = self.recent_returns[-20:]
+            stats.update(
+                iteration=self.iteration,
+                steps=self.steps_done,
+                eps=self.eps_now,
+                mean_return=float(np.mean(recent)) if recent else float("nan"),
+                steps_per_s=self.steps_done / (time.perf_counter() - start),
+            )
+            if not math.isfinite(stats["policy_loss"]) or not math.isfinite(stats["value_loss"]):
+                raise RobbenchError(f"training diverged at iteration {self.iteration} (non-finite loss)")
+            if progress is not None:
+                progress(self.iteration, stats)
+        self.wall_s = time.perf_counter() - start
+        return stats
+
+    def agent(self, meta: dict[str, Any]) -> Agent:
+        """Bundle the trained networks with a frozen copy of the observation filter."""
+        frozen = ObsFilter(self.envs.obs_dim)
+        frozen.stats = type(self.obs_filter.stats).from_state(self.obs_filter.stats.state())
+        frozen.frozen = True
+        meta = {
+            **meta,
+            "obs_dim": self.envs.obs_dim,
+            "act_dim": self.envs.act_dim,
+            "hidden": list(self.cfg.hidden),
+        }
+        return Agent(self.policy, self.value, frozen, meta, self.objective.extra_state())
+
+
+def compute_gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    truncated: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> np.ndarray:
+    """Generalised advantage estimation over (T, N) arrays, vectorised across envs.
+
+    δ_t = r_t + γ·(1 − terminated_t)·V(s_{t+1}) − V(s_t), where V(s_{t+1}) is the value of the
+    observation that followed step t (the final observation on truncation: bootstrap, not zero).
+    A_t = δ_t + γλ·(1 − done_t)·A_{t+1}, with done = terminated or truncated (the trace stops at
+    any episode boundary; the last step of the rollout bootstraps from V(s_T)).
+    """
+    horizon = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    delta = rewards + gamma * (1.0 - terminated) * next_values - values
+    cont = 1.0 - (terminated | truncated)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in range(horizon - 1, -1, -1):
+        last = delta[t] + gamma * lam * cont[t] * last
+        adv[t] = last
+    return adv

@@ -1,0 +1,267 @@
+"""The results store: one SQLite database (plus agent checkpoint files) under a results home.
+
+Home resolution: `--home`, else `$ROBBENCH_HOME`, else `./robbench-results`.
+
+Layout::
+
+    <home>/results.sqlite                       agents, cells, episodes
+    <home>/agents/<env>/<method>/<budget>/seed<k>.safetensors
+
+A *cell* is one (agent, attack config, protocol) evaluation. Its key is a hash of the agent id and
+checkpoint hash, the attack's name and parameters, and the protocol (ε, episodes, seeds, ...), so
+re-running a finished cell is a no-op unless forced. A cell and all its per-episode rows are written
+in one transaction: a process killed at any moment leaves either the whole cell or nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from robbench.errors import RobbenchError
+
+DB_NAME = "results.sqlite"
+DEFAULT_HOME = "robbench-results"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    agent_id   TEXT PRIMARY KEY,
+    method     TEXT NOT NULL,
+    env        TEXT NOT NULL,
+    seed       INTEGER NOT NULL,
+    preset     TEXT NOT NULL,
+    budget     TEXT NOT NULL,
+    steps      INTEGER NOT NULL,
+    path       TEXT NOT NULL,   -- relative to the home
+    sha256     TEXT NOT NULL,
+    meta       TEXT NOT NULL,   -- JSON: config + provenance, as in the checkpoint
+    created    TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    cell_key      TEXT PRIMARY KEY,
+    agent_id      TEXT NOT NULL,
+    agent_sha256  TEXT NOT NULL,
+    env           TEXT NOT NULL,
+    attack        TEXT NOT NULL,
+    attack_config TEXT NOT NULL,  -- JSON
+    protocol      TEXT NOT NULL,  -- JSON
+    eps           REAL NOT NULL,
+    episodes      INTEGER NOT NULL,
+    mean          REAL NOT NULL,
+    std           REAL NOT NULL,
+    min           REAL NOT NULL,
+    max           REAL NOT NULL,
+    env_steps     INTEGER NOT NULL,
+    wall_s        REAL NOT NULL,
+    info          TEXT NOT NULL,  -- JSON: code version, machine, attack diagnostics
+    created       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS episodes (
+    cell_key  TEXT NOT NULL REFERENCES cells(cell_key) ON DELETE CASCADE,
+    idx       INTEGER NOT NULL,
+    seed      INTEGER NOT NULL,
+    ret       REAL NOT NULL,
+    length    INTEGER NOT NULL,
+    PRIMARY KEY (cell_key, idx)
+);
+CREATE INDEX IF NOT EXISTS cells_by_agent ON cells(agent_id);
+"""
+
+
+def resolve_home(home: str | os.PathLike | None, must_exist: bool = False) -> Path:
+    """`--home`, else `$ROBBENCH_HOME`, else `./robbench-results`."""
+    path = Path(home or os.environ.get("ROBBENCH_HOME") or DEFAULT_HOME).expanduser()
+    if must_exist and not (path / DB_NAME).is_file():
+        raise RobbenchError(f"results home {str(path)!r} does not exist or holds no results (train an agent first)")
+    return path
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def cell_key(agent_id: str, agent_sha256: str, attack: str, attack_config: dict, protocol: dict) -> str:
+    payload = canonical_json(
+        {"agent": agent_id, "agent_sha256": agent_sha256, "attack": attack, "attack_config": attack_config,
+         "protocol": protocol}
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+@dataclass
+class AgentRecord:
+    agent_id: str
+    method: str
+    env: str
+    seed: int
+    preset: str
+    budget: str
+    steps: int
+    path: Path
+    sha256: str
+    meta: dict[str, Any]
+
+
+class ResultsStore:
+    """Access to one results home. Use as a context manager."""
+
+    def __init__(self, home: str | os.PathLike):
+        self.home = Path(home)
+        try:
+            self.home.mkdir(parents=True, exist_ok=True)
+            self.conn = sqlite3.connect(self.home / DB_NAME, timeout=60.0, isolation_level=None)
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+            self.conn.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise RobbenchError(f"cannot open results home {str(self.home)!r}: {exc}") from None
+        self.conn.row_factory = sqlite3.Row
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ------------------------------------------------------------------------------------ agents
+    def agent_path(self, env: str, method: str, budget: str, seed: int) -> Path:
+        return self.home / "agents" / env / method / budget / f"seed{seed}.safetensors"
+
+    def register_agent(self, meta: dict[str, Any], path: Path) -> AgentRecord:
+        """Index a checkpoint already written (atomically) under the home."""
+        from robbench.checkpoint import file_sha256
+
+        rec = AgentRecord(
+            agent_id=meta["agent_id"], method=meta["method"], env=meta["env"], seed=int(meta["seed"]),
+            preset=meta["preset"], budget=meta["budget"], steps=int(meta["steps"]), path=Path(path),
+            sha256=file_sha256(path), meta=meta,
+        )
+        rel = str(Path(path).resolve().relative_to(self.home.resolve()))
+        with self._tx():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO agents VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (rec.agent_id, rec.method, rec.env, rec.seed, rec.preset, rec.budget, rec.steps, rel,
+                 rec.sha256, canonical_json(meta), now()),
+            )
+        return rec
+
+    def agents(self) -> list[AgentRecord]:
+        rows = self.conn.execute("SELECT * FROM agents ORDER BY env, method, budget, seed").fetchall()
+        return [self._agent(r) for r in rows]
+
+    def get_agent(self, agent_id: str) -> AgentRecord:
+        row = self.conn.execute("SELECT * FROM agents WHERE agent_id = ?", (agent_id,)).fetchone()
+        if row is None:
+            known = [r["agent_id"] for r in self.conn.execute("SELECT agent_id FROM agents")]
+            shown = ", ".join(sorted(known)[:20]) or "none (train one with `robbench train`)"
+            raise RobbenchError(f"unknown agent {agent_id!r} in {str(self.home)!r}; known agents: {shown}")
+        return self._agent(row)
+
+    def load_agent(self, agent_id: str):
+        """Load an agent by id, checking the file still matches the hash recorded at training."""
+        from robbench.checkpoint import file_sha256, load_agent_file
+
+        rec = self.get_agent(agent_id)
+        if not rec.path.is_file():
+            raise RobbenchError(f"checkpoint of agent {agent_id!r} is missing ({str(rec.path)!r})")
+        if file_sha256(rec.path) != rec.sha256:
+            raise RobbenchError(f"checkpoint of agent {agent_id!r} changed since training (sha256 mismatch)")
+        return load_agent_file(rec.path, expected_env=rec.env)
+
+    def _agent(self, row: sqlite3.Row) -> AgentRecord:
+        return AgentRecord(
+            agent_id=row["agent_id"], method=row["method"], env=row["env"], seed=row["seed"],
+            preset=row["preset"], budget=row["budget"], steps=row["steps"], path=self.home / row["path"],
+            sha256=row["sha256"], meta=json.loads(row["meta"]),
+        )
+
+    # ------------------------------------------------------------------------------------- cells
+    def has_cell(self, key: str) -> bool:
+        return self.conn.execute("SELECT 1 FROM cells WHERE cell_key = ?", (key,)).fetchone() is not None
+
+    def write_cell(self, cell: dict[str, Any], episodes: list[tuple[int, int, float, int]]) -> None:
+        """Write one cell and its per-episode rows (idx, seed, return, length) atomically.
+
+        An existing cell with the same key is replaced inside the same transaction (`--force`).
+        """
+        with self._tx():
+            self.conn.execute("DELETE FROM episodes WHERE cell_key = ?", (cell["cell_key"],))
+            self.conn.execute("DELETE FROM cells WHERE cell_key = ?", (cell["cell_key"],))
+            self.conn.execute(
+                "INSERT INTO cells VALUES (:cell_key,:agent_id,:agent_sha256,:env,:attack,:attack_config,"
+                ":protocol,:eps,:episodes,:mean,:std,:min,:max,:env_steps,:wall_s,:info,:created)",
+                {**cell, "attack_config": canonical_json(cell["attack_config"]),
+                 "protocol": canonical_json(cell["protocol"]), "info": canonical_json(cell["info"]),
+                 "created": now()},
+            )
+            self.conn.executemany(
+                "INSERT INTO episodes VALUES (?,?,?,?,?)", [(cell["cell_key"], *ep) for ep in episodes]
+            )
+
+    def cells(self) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM cells ORDER BY env, agent_id, attack").fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            for k in ("attack_config", "protocol", "info"):
+                d[k] = json.loads(d[k])
+            out.append(d)
+        return out
+
+    def episodes(self, key: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute("SELECT * FROM episodes WHERE cell_key = ? ORDER BY idx", (key,)).fetchall()
+        return [dict(r) for r in rows]
+
+    # -------------------------------------------------------------------------------- internals
+    def _tx(self):
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (incl. KeyboardInterrupt)."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise RobbenchError(f"results database is not writable: {exc}") from None
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                self.conn.execute("ROLLBACK")
+                raise RobbenchError(f"could not commit results: {err}") from None
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def iter_agent_ids(store: ResultsStore, selector: str) -> Iterator[str]:
+    """Expand `all` or a comma-separated list of ids."""
+    if selector == "all":
+        yield from (a.agent_id for a in store.agents())
+        return
+    for part in selector.split(","):
+        part = part.strip()
+        if part:
+            store.get_agent(part)  # validates, one-line error if unknown
+            yield part

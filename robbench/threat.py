@@ -1,0 +1,101 @@
+"""The threat model: the victim as attacks see it, the ℓ∞ ball, and the attack interface.
+
+protocol.md: ε lives in the normalised observation space; the attacker perturbs the filtered state
+s inside B_ε(s) = [s − ε, s + ε]; the result is not clipped back to ±10; every attack's output is
+projected onto the ball, and the evaluator checks `max|ŝ − s| <= ε + 1e-6` on every step.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from robbench.errors import RobbenchError
+from robbench.policy import Agent
+
+BALL_TOLERANCE = 1e-6
+
+
+def project_to_ball(perturbed: torch.Tensor, clean: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
+    """Π: the nearest point of B_ε(clean) in ℓ∞ (elementwise clamp to [s − ε, s + ε])."""
+    return torch.maximum(torch.minimum(perturbed, clean + eps), clean - eps)
+
+
+def check_in_ball(perturbed: torch.Tensor, clean: torch.Tensor, eps: float, attack: str) -> float:
+    """Return max|ŝ − s|; raise if an attack left the ball (a bug in the attack, never tolerated)."""
+    if not torch.isfinite(perturbed).all():
+        raise RobbenchError(f"attack {attack!r} produced a non-finite perturbed state")
+    dist = float((perturbed - clean).abs().max()) if perturbed.numel() else 0.0
+    if dist > eps + BALL_TOLERANCE:
+        raise RobbenchError(f"attack {attack!r} left the ε-ball: max|ŝ − s| = {dist:.3g} > ε = {eps:.3g}")
+    return dist
+
+
+def validate_eps(eps: float) -> float:
+    if eps is None or not math.isfinite(eps) or eps < 0:
+        raise RobbenchError(f"ε must be a finite number ≥ 0, got {eps}")
+    return float(eps)
+
+
+@dataclass
+class Victim:
+    """The agent as attacks see it: frozen networks, deterministic mean action μ(ŝ)."""
+
+    agent: Agent
+
+    @property
+    def policy(self):
+        return self.agent.policy
+
+    @property
+    def value(self):
+        return self.agent.value
+
+    @property
+    def std(self) -> torch.Tensor:
+        return self.agent.policy.std.detach()
+
+    def mean(self, states: torch.Tensor) -> torch.Tensor:
+        return self.agent.policy(states)
+
+
+class Attack(ABC):
+    """Perturbs a batch of normalised states inside B_ε. Subclasses live in `attacks/`.
+
+    Subclasses set `needs_fit = True` and implement `fit` when they learn something about the victim
+    first (robust Sarsa, SA-RL, PA-AD). `perturb` is called once per environment step on the states
+    of every live episode at once; it must draw its randomness from `gen` only.
+    """
+
+    name: ClassVar[str] = "?"
+    needs_fit: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+
+    def __init__(self, eps: float, **params: Any):
+        self.eps = validate_eps(eps)
+        unknown_params = set(params) - set(self.default_params())
+        if unknown_params:
+            valid = ", ".join(sorted(self.default_params())) or "none"
+            raise RobbenchError(
+                f"attack {self.name!r} has no parameter {sorted(unknown_params)[0]!r}; valid: {valid}"
+            )
+        self.params = {**self.default_params(), **params}
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {}
+
+    def config(self) -> dict[str, Any]:
+        """Everything that identifies this attack's results (part of the cell key)."""
+        return {"eps": self.eps, **self.params}
+
+    @abstractmethod
+    def perturb(self, victim: Victim, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """Return ŝ ∈ B_ε(states), shape (batch, obs_dim)."""
+
+    def fit(self, victim: Victim, **kwargs: Any) -> None:
+        """Learned attacks train against `victim` here; attacks without training have nothing to do."""

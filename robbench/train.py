@@ -1,0 +1,70 @@
+"""Train one agent with a registered trainer and put its checkpoint in the results home."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from robbench import provenance
+from robbench.checkpoint import save_agent
+from robbench.errors import RobbenchError
+from robbench.ppo import PPOConfig, PPOCore, ProgressFn
+from robbench.registry import get_trainer
+from robbench.store import AgentRecord, ResultsStore
+
+
+def agent_id(env: str, method: str, budget: str, seed: int) -> str:
+    """Agent ids read `<env>/<method>/<budget>/<seed>`, e.g. `hopper/barppo/paper/0`."""
+    return f"{env}/{method}/{budget}/{seed}"
+
+
+def build_config(
+    method: str, env: str, seed: int = 0, preset: str = "paper", steps: int | None = None,
+    num_envs: int = 8, trainer_params: dict[str, Any] | None = None, **ppo_overrides: Any,
+) -> tuple[PPOConfig, Any]:
+    """The PPO config and Objective for `method` on `env`, trainer defaults merged with overrides."""
+    trainer_cls = get_trainer(method)
+    if seed < 0:
+        raise RobbenchError(f"--seed must be ≥ 0, got {seed}")
+    params = {**trainer_cls.defaults(env), **(trainer_params or {})}
+    unknown_params = set(trainer_params or {}) - set(trainer_cls.defaults(env))
+    if unknown_params:
+        valid = ", ".join(sorted(trainer_cls.defaults(env))) or "none"
+        raise RobbenchError(f"method {method!r} has no setting {sorted(unknown_params)[0]!r}; valid: {valid}")
+    cfg = PPOConfig.for_env(env, preset=preset, steps=steps, num_envs=num_envs, seed=seed, method=method,
+                            **ppo_overrides)
+    cfg.trainer = params
+    return cfg, trainer_cls(**params)
+
+
+def train_agent(
+    store: ResultsStore, method: str, env: str, seed: int = 0, preset: str = "paper",
+    steps: int | None = None, num_envs: int = 8, force: bool = False,
+    trainer_params: dict[str, Any] | None = None, progress: ProgressFn | None = None,
+    **ppo_overrides: Any,
+) -> tuple[AgentRecord, bool]:
+    """Train (unless already trained) and register an agent. Returns (record, trained_now)."""
+    cfg, objective = build_config(method, env, seed, preset, steps, num_envs, trainer_params, **ppo_overrides)
+    aid = agent_id(env, method, cfg.budget, seed)
+    path = store.agent_path(env, method, cfg.budget, seed)
+    if not force:
+        existing = {a.agent_id: a for a in store.agents()}
+        if aid in existing and existing[aid].path.is_file():
+            return existing[aid], False
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    code_version = provenance.code_version()  # of the code that starts the run
+    core = PPOCore(cfg, objective)
+    final = core.train(progress)
+    meta = {
+        "agent_id": aid, "method": method, "env": env, "gym_id": core.envs.spec.gym_id, "seed": seed,
+        "preset": cfg.preset, "budget": cfg.budget, "steps": core.steps_done, "iterations": cfg.iterations,
+        "eps": cfg.eps, "config": cfg.to_dict(),
+        "provenance": {
+            "code_version": code_version, "machine": provenance.machine(), "started": started,
+            "wall_s": round(core.wall_s, 2), "final_train_return": final.get("mean_return"),
+            "steps_per_s": round(final.get("steps_per_s", 0.0), 1),
+        },
+    }
+    save_agent(core.agent(meta), path)
+    core.envs.close()
+    return store.register_agent(meta, path), True
