@@ -23,7 +23,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from robbench.errors import RobbenchError, unknown
 
@@ -229,7 +229,8 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
             t.add_row(name, "yes" if cls.needs_fit else "no", json.dumps(cls.default_params()), cls.description)
     else:
         with _open_store(home, must_exist=True) as store:
-            t = Table("agent id", "method", "env", "seed", "preset", "steps", "trained on")
+            t = Table(Column("agent id", overflow="fold", min_width=24), "method", "env", "seed", "preset", "steps",
+                      Column("trained on", overflow="fold"))
             for a in store.agents():
                 t.add_row(a.agent_id, a.method, a.env, str(a.seed), a.preset, str(a.steps),
                           a.meta.get("provenance", {}).get("started", ""))

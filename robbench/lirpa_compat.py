@@ -198,6 +198,7 @@ def import_auto_lirpa() -> Any:
             with _no_global_side_effects():
                 import auto_LiRPA
         _patch_bounded_module(auto_LiRPA)
+        _patch_precompute_relaxation(auto_LiRPA)
         for name in [n for n in logging.root.manager.loggerDict if n.startswith("auto_LiRPA")]:
             logging.getLogger(name).setLevel(logging.WARNING)
     except Exception as e:
@@ -248,6 +249,38 @@ def _patch_bounded_module(lirpa: Any) -> None:
     _named_members._robbench_patched = True  # type: ignore[attr-defined]
     cls._named_members = _named_members
     _APPLIED.append("auto_LiRPA.BoundedModule._named_members(remove_duplicate=...)")
+
+
+_RELAXATION_CACHE: dict[tuple, tuple] = {}
+
+
+def _patch_precompute_relaxation(lirpa: Any) -> None:
+    """Patch 6 (speed only): memoise ``BoundTanh.precompute_relaxation``.
+
+    Every tanh/sigmoid/atan node of every BoundedModule recomputes the same 50,000-entry
+    tangent-point table by binary search (~0.3 s per node, several seconds on a loaded machine).
+    The table depends only on the function, ``x_limit`` and the device, and is only read
+    (``index_select``) afterwards, so the nodes share one copy.
+    """
+    from auto_LiRPA.operators.activation import BoundTanh
+
+    orig = BoundTanh.precompute_relaxation
+    if getattr(orig, "_robbench_patched", False):
+        return
+
+    def precompute_relaxation(self, name, func, dfunc, x_limit=500):
+        key = (type(self).__qualname__, name, x_limit, str(self.device), torch.get_default_dtype())
+        hit = _RELAXATION_CACHE.get(key)
+        if hit is None:
+            orig(self, name, func, dfunc, x_limit)
+            _RELAXATION_CACHE[key] = (self.x_limit, self.step_pre, self.num_points_pre,
+                                      self.d_lower, self.d_upper)
+        else:
+            (self.x_limit, self.step_pre, self.num_points_pre, self.d_lower, self.d_upper) = hit
+
+    precompute_relaxation._robbench_patched = True  # type: ignore[attr-defined]
+    BoundTanh.precompute_relaxation = precompute_relaxation
+    _APPLIED.append("auto_LiRPA BoundTanh.precompute_relaxation memoised (speed)")
 
 
 def _installed_version() -> str:
