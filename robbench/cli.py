@@ -237,6 +237,25 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
     out_console.print(t)
 
 
+# ----------------------------------------------------------------------------------------------- toy
+@app.command()
+@cli_errors
+def toy(
+    grid: int = typer.Option(21, help="Initial policies per axis (grid × grid starts)."),
+    out: Optional[str] = typer.Option("reports/toy", help="Directory for toy_landscape.png."),
+    steps: int = typer.Option(4000, help="Projected-gradient-ascent steps per start."),
+    lr: float = typer.Option(0.01, help="Step size of the projected gradient ascent."),
+):
+    """Exact landscape analysis of SPO, ARPO and BARPO on the two-state ISA-MDP (paper Appendix D)."""
+    from robbench.toy import run_toy
+
+    if grid < 2:
+        raise RobbenchError(f"--grid must be at least 2, got {grid}")
+    if steps <= 0 or not lr > 0:
+        raise RobbenchError(f"--steps and --lr must be positive, got {steps} and {lr}")
+    run_toy(grid=grid, out_dir=Path(out) if out else None, console=out_console, steps=steps, lr=lr)
+
+
 # ---------------------------------------------------------------------------------------------- demo
 @app.command()
 @cli_errors
@@ -261,6 +280,11 @@ def demo(
 
 
 def main() -> None:
+    # Tiny MLPs: one intra-op thread is fastest, and on a loaded 2-core machine torch's default
+    # thread pool can be an order of magnitude slower. Override with ROBBENCH_THREADS.
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ROBBENCH_THREADS", "1")))
     app()
 
 

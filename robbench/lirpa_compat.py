@@ -1,17 +1,29 @@
 """Compatibility layer for auto-LiRPA 0.3 on current torch / numpy, plus a small bound API.
 
 auto-LiRPA's only PyPI release (0.3, 2022) targets ``torch<1.13`` and numpy 1.x.  On torch 2.x and
-numpy 2 it fails to import and to trace models.  :func:`apply_patches` installs the minimal shims
-that let it compute IBP, CROWN-IBP and CROWN bounds of MLP policies (each patch is applied only if
-the thing it provides is missing, and applying twice is a no-op):
+numpy 2 it fails to import and to trace models.  :func:`import_auto_lirpa` installs the minimal
+shims that let it compute IBP, CROWN-IBP and CROWN bounds of MLP policies (each one only if the
+thing it provides is missing; applying twice is a no-op; :func:`applied_patches` lists them):
 
 1. ``numpy.lib.arraysetops`` (removed in numpy 2) is aliased to a module exposing ``isin`` & co.
-2. ``torch.onnx.symbolic_helper._set_opset_version`` (removed) is re-provided; it sets the opset
-   on the TorchScript exporter's ``GLOBALS`` object.
+2. ``torch.onnx.symbolic_helper._set_opset_version`` (removed) is re-provided; it sets
+   ``export_onnx_opset_version`` on the TorchScript exporter's ``GLOBALS`` object
+   (``torch.onnx._internal.torchscript_exporter._globals`` on torch 2.13).
 3. ``torch._C.Node.__getitem__`` (formerly installed by ``torch.onnx.utils``) is restored: it
    dispatches on ``node.kindOf(name)`` to the typed attribute getter (``f``, ``i``, ``t``, ``is``..).
 4. ``torch._six`` (removed in torch 2.0) is provided with ``string_classes``, used by
    ``BoundedModule.register_parameter``.
+5. ``BoundedModule._named_members`` accepts the ``remove_duplicate`` argument that
+   ``nn.Module.named_parameters`` passes since torch 2.0 (``bmodel.parameters()`` raised).
+6. (speed only) ``BoundTanh.precompute_relaxation`` is memoised: every tanh node otherwise
+   recomputes the same 50,000-point tangent table (~0.3 s each).
+
+Importing auto_LiRPA also calls ``logging.basicConfig`` and ``warnings.simplefilter("once")``;
+both are neutralised during the import.  It also calls
+``torch._C._jit_set_profiling_executor(False)`` / ``_jit_set_profiling_mode(False)``
+process-wide, which is left as is (it only matters to TorchScript users).
+Bounds are float32 only: the tanh tangent table is float32, so a float64 model fails in
+CROWN / CROWN-IBP (IBP works).
 
 The rest of robbench uses :func:`import_auto_lirpa`, :func:`bounded_module`, :func:`bounds` and
 :func:`mixed_ibp_crown_ibp`; nothing else should import ``auto_LiRPA`` directly.
@@ -279,6 +291,7 @@ def _patch_precompute_relaxation(lirpa: Any) -> None:
             (self.x_limit, self.step_pre, self.num_points_pre, self.d_lower, self.d_upper) = hit
 
     precompute_relaxation._robbench_patched = True  # type: ignore[attr-defined]
+    precompute_relaxation._robbench_orig = orig  # type: ignore[attr-defined]
     BoundTanh.precompute_relaxation = precompute_relaxation
     _APPLIED.append("auto_LiRPA BoundTanh.precompute_relaxation memoised (speed)")
 
@@ -322,7 +335,6 @@ def bounded_module(model: torch.nn.Module, example_input: torch.Tensor) -> Any:
         with _quiet():
             bmodel = lirpa.BoundedModule(
                 model, example_input.detach(), device=str(example_input.device),
-                bound_opts={"relu": "adaptive"},
             )
     except Exception as e:
         raise RuntimeError(
@@ -362,8 +374,7 @@ def bounds(
     # x_L/x_U define the ball exactly (also for per-row eps); norm=inf selects the ℓ∞ box.
     ptb = lirpa.PerturbationLpNorm(norm=float("inf"), eps=eps_t, x_L=x - eps_t, x_U=x + eps_t)
     bx = lirpa.BoundedTensor(x, ptb)
-    with _quiet():
-        lb, ub = bmodel.compute_bounds(x=(bx,), method=_LIRPA_METHOD[method])
+    lb, ub = bmodel.compute_bounds(x=(bx,), method=_LIRPA_METHOD[method])
     return lb, ub
 
 
@@ -379,8 +390,8 @@ def mixed_ibp_crown_ibp(
         raise ValueError("beta must be in [0, 1]")
     if beta == 1.0:
         return bounds(bmodel, x, eps, "ibp")
-    ilb, iub = bounds(bmodel, x, eps, "ibp")
     if beta == 0.0:
         return bounds(bmodel, x, eps, "crown-ibp")
+    ilb, iub = bounds(bmodel, x, eps, "ibp")
     clb, cub = bounds(bmodel, x, eps, "crown-ibp")
     return beta * ilb + (1 - beta) * clb, beta * iub + (1 - beta) * cub

@@ -35,6 +35,14 @@ Interpretations made (also recorded in the docstrings where they matter):
   is first-order stationary for its own paradigm's objective (ε-stationarity, see
   ``stationarity``) and whose natural value is below the midpoint of Proposition 3.1's yardstick:
   V^π(μ0) − V⁻(μ0) < ½ (V*(μ0) − V⁻(μ0)). See ``classify``.
+
+What the exact analysis shows (numbers from ``run_toy``): Appendix D's ordering (32), β̃ ≈ 0.777175,
+Θ_Robust = {α = β} ∪ {β ≤ min(α, β̃)} and its cut point (β̃, β̃) are reproduced exactly. Two things
+worth knowing: (i) the KL-surrogate adversary of this MDP is the swap ν = (s2, s1) whenever α ≠ β,
+so BARPO ascends V^{π_{β,α}}(μ0), a mirror image of the SPO landscape with the single FOSP (1, 1);
+(ii) ARPO's sticky basin around π_{0,0} covers about a quarter of the square of starts (≈ 0.25
+for grids of 11 to 41 points a side and step sizes 0.002 to 0.05), not the "about one-third" of
+the paper's Section 3.2.
 """
 
 from __future__ import annotations
@@ -68,8 +76,10 @@ __all__ = [
     "robust_mask",
     "robust_cut_point",
     "connected_components",
+    "PGAResult",
     "run_pga",
     "classify",
+    "FIGURE_STARTS",
     "run_toy",
 ]
 
@@ -94,7 +104,8 @@ class ToyMDP:
 
     @classmethod
     def paper(cls) -> "ToyMDP":
-        """Appendix D: r̂ = [−0.45, −0.1, 0.5, 0.5], P̂ = [[.7, .3], [.99, .01], [.2, .8], [.99, .01]], γ = 0.9, μ0 uniform."""
+        """Appendix D: r̂ = [−0.45, −0.1, 0.5, 0.5], P̂ = [[.7, .3], [.99, .01], [.2, .8], [.99, .01]],
+        γ = 0.9, μ0 uniform; r(s_i, a_j) = r̂[2(i−1) + (j−1)], P(s_k|s_i, a_j) = P̂[2(i−1) + (j−1)][k]."""
         r_hat = np.array([-0.45, -0.1, 0.5, 0.5])
         p_hat = np.array([[0.7, 0.3], [0.99, 0.01], [0.2, 0.8], [0.99, 0.01]])
         return cls(r=r_hat.reshape(2, 2), P=p_hat.reshape(2, 2, 2), gamma=0.9, mu0=np.array([0.5, 0.5]))
@@ -482,7 +493,17 @@ def run_toy(grid: int = 21, out_dir: pathlib.Path | None = None, console=None, *
 
     ``grid`` N: SPO/ARPO/BARPO are started from the N×N grid {0, 1/(N−1), …, 1}² (corners and
     diagonal included). Writes ``out_dir/"toy_landscape.png"`` atomically when ``out_dir`` is set.
-    Returns a dict of every number printed (see the keys below).
+    ``steps``/``lr``: constant-step projected gradient ascent settings for every paradigm.
+
+    Returns a dict of every number printed: ``deterministic`` {(α, β): V, V_mu0, V_adv_mu0},
+    ``ordering`` (by V(μ0)), ``ordering_componentwise``, ``V_star``, ``V_minus``, ``beta_tilde``
+    (root for s1), ``beta_tilde_s2``, ``diagonal_saddle``, ``cut_point``, ``robust_components``
+    (component counts of the 201² robust mask whole / minus a small ball at the cut point / minus
+    one at (0.6, 0.3)), ``stationarity_at_00`` {paradigm: σ}, ``stationarity_at_saddle``,
+    ``fosp_on_grid`` {paradigm: [(α, β)]}, ``prop31``, ``outcomes`` {paradigm: fractions per class,
+    mean_natural, mean_adversarial, limit_points}, ``runs`` {paradigm: per-start arrays: starts,
+    reached, spread, labels, natural, adversarial, sigma, gap, settled}, ``figure_paths``
+    {paradigm: (5, steps + 1, 2)} and ``figure`` (the PNG path or None).
     """
     from rich.console import Console
 
