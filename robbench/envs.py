@@ -78,7 +78,9 @@ def make_env(key: str) -> gym.Env:
 class EnvBatch:
     """N independent copies of one environment stepped together in this process.
 
-    A plain loop over gymnasium envs: on 2 cores, sub-process vector envs cost more in IPC than
+    This is also the interface the PPO core trains on (`reset_one`, `step`, `obs_dim`, `act_dim`,
+    `spec`, `close`): a learned attacker trains with the same core on an env object that wraps the
+    victim (attacks/sa_rl.py). A plain loop over gymnasium envs: on 2 cores, sub-process vector envs cost more in IPC than
     they save (Hopper steps in ~90 µs). What makes rollouts fast is that the *policy* runs once per
     step on the whole (N, obs_dim) batch. Unlike gymnasium's vector envs there is no autoreset:
     the caller decides when and with which seed each env resets, which the evaluator needs for
@@ -103,6 +105,17 @@ class EnvBatch:
     def step_one(self, i: int, action: np.ndarray):
         obs, reward, terminated, truncated, _ = self.envs[i].step(action)
         return check_obs(obs, self.spec.key), float(reward), bool(terminated), bool(truncated)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Step every env once: (next obs (N, d), rewards, terminated, truncated). No autoreset."""
+        n = len(self.envs)
+        obs = np.empty((n, self.obs_dim))
+        rewards = np.empty(n)
+        terminated = np.zeros(n, dtype=bool)
+        truncated = np.zeros(n, dtype=bool)
+        for i in range(n):
+            obs[i], rewards[i], terminated[i], truncated[i] = self.step_one(i, actions[i])
+        return obs, rewards, terminated, truncated
 
     def close(self) -> None:
         for env in self.envs:

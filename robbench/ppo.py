@@ -212,14 +212,18 @@ ProgressFn = Callable[[int, dict[str, float]], None]
 class PPOCore:
     """Runs PPO (plus an Objective) on vectorised copies of one env and returns an `Agent`."""
 
-    def __init__(self, cfg: PPOConfig, objective: Objective | None = None):
+    def __init__(self, cfg: PPOConfig, objective: Objective | None = None, envs: EnvBatch | None = None):
+        """`envs` defaults to `cfg.num_envs` copies of `cfg.env`; a learned attacker passes an env
+        object with the same interface that wraps its victim."""
         cfg.validate()
         self.cfg = cfg
         self.objective = objective or Objective()
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.envs = EnvBatch(cfg.env, cfg.num_envs)
+        self.envs = envs if envs is not None else EnvBatch(cfg.env, cfg.num_envs)
+        if len(self.envs) != cfg.num_envs:
+            raise RobbenchError(f"got {len(self.envs)} envs for num_envs={cfg.num_envs}")
         d, a = self.envs.obs_dim, self.envs.act_dim
         self.policy = GaussianPolicy(d, a, cfg.hidden, cfg.initial_std)
         self.value = ValueNet(d, cfg.hidden)
@@ -277,11 +281,7 @@ class PPOCore:
             act = mean + std * torch.randn(mean.shape, generator=self.gen)
             actions[t] = act
             log_probs[t] = gaussian_log_prob(mean, self.policy.log_std, act)
-            act_np = act.numpy().astype(np.float64)
-            raw_next = np.empty((n, d))
-            raw_r = np.empty(n)
-            for i in range(n):
-                raw_next[i], raw_r[i], terminated[t, i], truncated[t, i] = self.envs.step_one(i, act_np[i])
+            raw_next, raw_r, terminated[t], truncated[t] = self.envs.step(act.numpy().astype(np.float64))
             rewards[t] = self.reward_scaler(raw_r)
             self._ep_return += raw_r
             self._ep_length += 1

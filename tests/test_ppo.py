@@ -80,7 +80,7 @@ def test_initial_policy_matches_the_spec():
     assert torch.allclose(core.policy.std, torch.full((6,), 0.5))
     head = core.policy.mean_net[-1].weight
     assert head.abs().max() < 0.05  # gain 0.01 head
-    assert all(float(m.bias.abs().max()) == 0 for m in core.policy.mean_net if hasattr(m, "bias"))
+    assert all(float(m.bias.detach().abs().max()) == 0 for m in core.policy.mean_net if hasattr(m, "bias"))
 
 
 @pytest.mark.slow

@@ -1,0 +1,57 @@
+"""Batched sign-gradient solvers over the ℓ∞ ball, shared by attacks and robust trainers.
+
+One tensor op per inner step for the whole batch (never a loop over samples or envs). Used by:
+the `critic`, `mad` and `rs` attacks, SA-PPO's SGLD inner maximisation, AR-PPO's PGD and BAR-PPO's
+KL maximisation (spec/attacks.md, spec/trainers.md). The defaults are the protocol's: K = 10 steps
+of size ε/K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from robbench.threat import project_to_ball
+
+Objective = Callable[[torch.Tensor], torch.Tensor]  # (batch, d) states -> (batch,) values
+
+
+def sign_gradient_ascent(
+    objective: Objective,
+    clean: torch.Tensor,
+    eps: float | torch.Tensor,
+    gen: torch.Generator,
+    steps: int = 10,
+    step_size: float | torch.Tensor | None = None,
+    start: str = "uniform",
+    noise: Callable[[int], float] | None = None,
+    maximize: bool = True,
+) -> torch.Tensor:
+    """K projected sign-gradient steps on `objective` (summed over the batch) inside B_ε(clean).
+
+    start: "clean" (ŝ₀ = s), "uniform" (ŝ₀ = s + U[−step, step]^d) or "corner" (ŝ₀ = s ± step, a
+    random corner at distance one step). `noise(i)`, if given, is the std of Gaussian noise added
+    to the gradient before the sign at step i (SGLD-style). The result is detached, inside the
+    ball, and computed without touching the parameters' `.grad`.
+    """
+    clean = clean.detach()
+    step = eps / steps if step_size is None else step_size
+    if start == "clean":
+        x = clean.clone()
+    elif start == "uniform":
+        x = clean + (torch.rand(clean.shape, generator=gen) * 2 - 1) * step
+    elif start == "corner":
+        x = clean + (torch.randint(0, 2, clean.shape, generator=gen) * 2 - 1).to(clean.dtype) * step
+    else:
+        raise ValueError(f"unknown start {start!r}")
+    x = project_to_ball(x, clean, eps)
+    sign = 1.0 if maximize else -1.0
+    for i in range(steps):
+        x.requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(objective(x).sum(), x)
+        if noise is not None:
+            grad = grad + noise(i) * torch.randn(grad.shape, generator=gen)
+        x = project_to_ball(x.detach() + sign * step * torch.sign(grad), clean, eps)
+    return x.detach()
