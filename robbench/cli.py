@@ -169,7 +169,9 @@ def evaluate(
 @cli_errors
 def report(
     format: str = typer.Option("markdown", "--format", help="markdown, csv or json."),
-    out: Optional[str] = typer.Option(None, help="Write to this file (or directory: reports/leaderboard.<ext>)."),
+    out: Optional[str] = typer.Option(
+        None, help="Write to a file instead of stdout. A bare file name goes under reports/; a directory "
+        "gets leaderboard.<ext>."),
     home: Optional[str] = HomeOpt,
 ):
     """Print or write the leaderboards."""
@@ -183,6 +185,8 @@ def report(
         sys.stdout.write(text)
         return
     path = Path(out)
+    if len(path.parts) == 1 and not path.is_dir():
+        path = Path("reports") / path
     if path.is_dir() or out.endswith("/"):
         path = path / f"leaderboard.{ {'markdown': 'md'}.get(format, format) }"
     write_atomic(path, text)

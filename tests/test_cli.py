@@ -88,4 +88,7 @@ def test_end_to_end_smoke_through_the_console_script(tmp_path):
     out = tmp_path / "reports"
     cli("report", "--format", "markdown", "--out", f"{out}/")
     assert (out / "leaderboard.md").read_text() == md
+    proc = subprocess.run([exe, "report", "--out", "board.csv", "--format", "csv"], env=env, cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and (tmp_path / "reports" / "board.csv").read_text() == csv_text
     assert before > 0
