@@ -122,14 +122,15 @@ def train(
 @cli_errors
 def evaluate(
     agents: str = typer.Option("all", help="`all` or comma-separated agent ids."),
-    attacks: str = typer.Option("all", help="`all` (every attack that needs no fitting) or comma-separated names."),
+    attacks: str = typer.Option("all", help="`all` or comma-separated attack names (see `robbench list attacks`)."),
     episodes: int = typer.Option(50, help="Episodes per (agent, attack)."),
     eps: Optional[float] = typer.Option(None, help="Override the protocol ε (labelled non-standard)."),
+    fit: bool = typer.Option(True, "--fit/--no-fit", help="Train learned attacks that have no stored artifact."),
     force: bool = typer.Option(False, help="Re-run cells that already have results."),
     home: Optional[str] = HomeOpt,
 ):
-    """Evaluate agents under attacks; finished cells are skipped."""
-    from robbench.evaluate import evaluate_cell
+    """Evaluate agents under attacks; finished cells are skipped, learned attacks fitted once."""
+    from robbench.evaluate import evaluate_attack
     from robbench.registry import attacks as all_attacks
     from robbench.store import iter_agent_ids
 
@@ -139,7 +140,7 @@ def evaluate(
         raise RobbenchError(f"--eps must be a number ≥ 0, got {eps}")
     table = all_attacks()
     if attacks == "all":
-        names = [n for n, cls in table.items() if not cls.needs_fit]
+        names = list(table)
     else:
         names = [n.strip() for n in attacks.split(",") if n.strip()]
         for n in names:
@@ -149,18 +150,35 @@ def evaluate(
         ids = list(iter_agent_ids(store, agents))
         if not ids:
             raise RobbenchError("no agents in this results home; train one with `robbench train`")
+        skipped = []
         with _progress() as bar:
-            cells = bar.add_task("cells", total=len(ids) * len(names), info="")
+            cells = bar.add_task("attacks", total=len(ids) * len(names), info="")
             for aid in ids:
                 for name in names:
                     ep = bar.add_task(f"  {aid} × {name}", total=episodes, info="")
-                    key, res = evaluate_cell(
-                        store, aid, name, eps=eps, episodes=episodes, force=force,
-                        progress=lambda done, steps, ep=ep: bar.update(ep, completed=done, info=f"{steps} steps"),
-                    )
-                    info = "cached" if res is None else f"{res.mean:.0f} ± {res.std:.0f}"
-                    bar.update(ep, completed=episodes, info=info)
+
+                    def on_fit(done, total, info="", ep=ep):
+                        bar.update(ep, description=f"  {aid} × {name} (fitting)", completed=done * episodes / total,
+                                   info=info)
+
+                    try:
+                        results = evaluate_attack(
+                            store, aid, name, eps=eps, episodes=episodes, force=force, fit=fit, fit_progress=on_fit,
+                            progress=lambda done, steps, ep=ep: bar.update(ep, completed=done, info=f"{steps} steps"),
+                        )
+                    except RobbenchError as exc:
+                        if fit or attacks != "all" or "not fitted" not in str(exc):
+                            raise
+                        skipped.append(f"{aid} × {name}")
+                        bar.update(ep, info="skipped (not fitted)")
+                        bar.update(cells, advance=1)
+                        continue
+                    done = [r for _, r in results if r is not None]
+                    info = "cached" if not done else " / ".join(f"{r.mean:.0f} ± {r.std:.0f}" for r in done[:3])
+                    bar.update(ep, description=f"  {aid} × {name}", completed=episodes, info=info)
                     bar.update(cells, advance=1)
+    if skipped:
+        console.print(f"skipped (--no-fit, no stored artifact): {', '.join(skipped)}")
     console.print("done; see `robbench report`")
 
 
@@ -279,7 +297,10 @@ def demo(
         raise RobbenchError(f"none of {methods!r} is a registered trainer; valid: {', '.join(table)}")
     for m in chosen:
         train(m, env, seed=0, preset=preset, steps=None, num_envs=8, kappa=None, param=[], force=False, home=home)
-    evaluate(agents="all", attacks="all", episodes=episodes, eps=None, force=False, home=home)
+    from robbench.registry import attacks as all_attacks
+
+    untrained = ",".join(n for n, cls in all_attacks().items() if not cls.needs_fit)
+    evaluate(agents="all", attacks=untrained, episodes=episodes, eps=None, fit=False, force=False, home=home)
     report(format="markdown", out=None, home=home)
 
 

@@ -19,7 +19,7 @@ import torch
 from robbench.envs import EnvBatch, get_env_spec
 from robbench.errors import RobbenchError
 from robbench.policy import Agent
-from robbench.threat import Attack, Victim, check_in_ball, validate_eps
+from robbench.threat import Attack, LearnedAttack, Victim, check_in_ball, validate_eps
 
 DEFAULT_EPISODES = 50
 DEFAULT_BASE_SEED = 1_000_000  # far from the seeds training resets use
@@ -122,10 +122,11 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
 def evaluate_cell(
     store, agent_id: str, attack_name: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
     base_seed: int = DEFAULT_BASE_SEED, attack_params: dict[str, Any] | None = None, force: bool = False,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | None = None, fit: bool = True, fit_progress=None,
 ) -> tuple[str, EvalResult | None]:
     """Evaluate one (agent, attack, protocol) cell and store it; a finished cell is skipped.
 
+    A learned attack is fitted first (or its stored artifact reused; `fit=False` refuses to train).
     Returns (cell key, result), result None when the cell already existed and `force` is off.
     """
     from robbench import provenance
@@ -139,7 +140,14 @@ def evaluate_cell(
     if store.has_cell(key) and not force:
         return key, None
     agent = store.load_agent(agent_id)
+    fit_meta = None
+    if isinstance(attack, LearnedAttack):
+        from robbench.artifacts import ensure_fitted
+
+        fit_meta = ensure_fitted(store, record, attack, Victim(agent), fit=fit, progress=fit_progress)
     result = evaluate(agent, attack, protocol, progress)
+    if fit_meta is not None:
+        result.info["fit"] = {k: fit_meta.get(k) for k in ("fit_stats", "wall_s", "code_version", "created")}
     cell = {
         "cell_key": key, "agent_id": agent_id, "agent_sha256": record.sha256, "env": record.env,
         "attack": attack.name, "attack_config": attack.config(), "protocol": protocol.to_dict(),
@@ -154,3 +162,21 @@ def evaluate_cell(
     ]
     store.write_cell(cell, episodes_rows)
     return key, result
+
+
+def evaluate_attack(
+    store, agent_id: str, attack_name: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
+    base_seed: int = DEFAULT_BASE_SEED, attack_params: dict[str, Any] | None = None, force: bool = False,
+    progress: ProgressFn | None = None, fit: bool = True, fit_progress=None,
+) -> list[tuple[str, EvalResult | None]]:
+    """Evaluate every member of an attack's scan (one cell each; a plain attack has one member)."""
+    from robbench.registry import get_attack
+
+    cls = get_attack(attack_name)
+    params = dict(attack_params or {})
+    members = cls.scan_members(params) if issubclass(cls, LearnedAttack) else [{}]
+    return [
+        evaluate_cell(store, agent_id, attack_name, eps, episodes, base_seed, {**params, **member}, force,
+                      progress, fit, fit_progress)
+        for member in members
+    ]

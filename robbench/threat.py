@@ -99,3 +99,39 @@ class Attack(ABC):
 
     def fit(self, victim: Victim, **kwargs: Any) -> None:
         """Learned attacks train against `victim` here; attacks without training have nothing to do."""
+
+
+class LearnedAttack(Attack):
+    """An attack that first learns something about its victim (robust Sarsa Q, SA-RL adversary,
+    PA-AD director). The evaluator calls `fit` once per (victim, fit config) and stores the result
+    as an artifact in the results home (robbench/artifacts.py), so later evaluations reuse it.
+
+    Conventions every learned attack follows:
+    - `default_params()` includes `seed` and the training budget as `train_steps` (what this preset
+      trains) and `paper_steps` (the paper's budget), so reports can flag under-budget attacks.
+    - `fit_config()` is the part of the config that determines the artifact (by default all of it).
+    - A scan (a grid of attackers whose minimum is the attack's result) lists its members in
+      `scan_members(params)`: one parameter override per member, each evaluated as its own cell
+      under the same attack name; the board shows the minimum over members.
+    """
+
+    needs_fit: ClassVar[bool] = True
+
+    @classmethod
+    def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{}]
+
+    def fit_config(self) -> dict[str, Any]:
+        return self.config()
+
+    @abstractmethod
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None) -> dict[str, Any]:
+        """Train against `victim`; return JSON-able training statistics."""
+
+    @abstractmethod
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Tensors that fully determine the fitted attack (saved as safetensors)."""
+
+    @abstractmethod
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore a fitted attack from `state_dict()` output."""

@@ -1,0 +1,80 @@
+"""Learned-attack artifacts: fitted Q networks, adversaries and directors, stored and reused.
+
+An artifact is keyed by the victim (agent id + checkpoint sha256), the attack name and its fit
+config (which includes its seed and budget). It is one safetensors file under
+`<home>/attacks/<attack>/<agent id>/<key>.safetensors`, written atomically with the same safe
+format as agent checkpoints (no pickle), and indexed in the results database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import torch
+
+from robbench import provenance
+from robbench.checkpoint import atomic_save_tensors, file_sha256, read_tensors
+from robbench.errors import RobbenchError
+from robbench.store import AgentRecord, ResultsStore, canonical_json, now
+from robbench.threat import LearnedAttack, Victim
+
+FORMAT = "robbench-attack/1"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS attack_artifacts (
+    artifact_key  TEXT PRIMARY KEY,
+    agent_id      TEXT NOT NULL,
+    agent_sha256  TEXT NOT NULL,
+    attack        TEXT NOT NULL,
+    fit_config    TEXT NOT NULL,  -- JSON
+    path          TEXT NOT NULL,  -- relative to the home
+    sha256        TEXT NOT NULL,
+    meta          TEXT NOT NULL,  -- JSON: fit statistics, wall time, code version
+    created       TEXT NOT NULL
+);
+"""
+
+
+def artifact_key(record: AgentRecord, attack: LearnedAttack) -> str:
+    payload = canonical_json({"agent": record.agent_id, "agent_sha256": record.sha256, "attack": attack.name,
+                              "fit_config": attack.fit_config()})
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def ensure_fitted(
+    store: ResultsStore, record: AgentRecord, attack: LearnedAttack, victim: Victim, fit: bool = True,
+    progress=None,
+) -> dict[str, Any]:
+    """Load the attack's artifact for this victim, or fit and store it. Returns the artifact meta."""
+    store.conn.executescript(SCHEMA)
+    key = artifact_key(record, attack)
+    row = store.conn.execute("SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (key,)).fetchone()
+    if row is not None:
+        path = store.home / row["path"]
+        if path.is_file() and file_sha256(path) == row["sha256"]:
+            tensors, meta = read_tensors(path, expected_format=FORMAT)
+            attack.load_state_dict(tensors)
+            return meta
+    if not fit:
+        raise RobbenchError(
+            f"attack {attack.name!r} is not fitted for agent {record.agent_id!r}; run without --no-fit to train it"
+        )
+    gen = torch.Generator().manual_seed(int(attack.params.get("seed", 0)))
+    start = time.perf_counter()
+    stats = attack.fit(victim, gen, progress)
+    meta = {
+        "format": FORMAT, "attack": attack.name, "agent_id": record.agent_id, "agent_sha256": record.sha256,
+        "fit_config": attack.fit_config(), "fit_stats": stats, "wall_s": round(time.perf_counter() - start, 2),
+        "code_version": provenance.code_version(), "machine": provenance.machine_summary(), "created": now(),
+    }
+    path = store.home / "attacks" / attack.name / record.agent_id / f"{key[:20]}.safetensors"
+    atomic_save_tensors(path, attack.state_dict(), meta)
+    with store._tx():
+        store.conn.execute(
+            "INSERT OR REPLACE INTO attack_artifacts VALUES (?,?,?,?,?,?,?,?,?)",
+            (key, record.agent_id, record.sha256, attack.name, canonical_json(attack.fit_config()),
+             str(path.relative_to(store.home)), file_sha256(path), canonical_json(meta), now()),
+        )
+    return meta
