@@ -10,31 +10,17 @@ as SA-PPO's `apply_attack`, ATTACK_METHOD "action"). Step = ε/K unless given.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 
-from robbench.attacks.critic import checked_steps
 from robbench.pgd import sign_gradient_ascent
 from robbench.registry import register_attack
-from robbench.threat import Attack, Victim
+from robbench.threat import IterativeAttack, Victim
 
 
 @register_attack("mad")
-class MADAttack(Attack):
+class MADAttack(IterativeAttack):
     description = "maximise Σ((μ(ŝ) − μ(s))/σ̃)² by K noisy (SGLD) sign-gradient steps from a random corner"
-
-    def __init__(self, eps: float, **params: Any):
-        super().__init__(eps, **params)
-        self.steps, self.step_size = checked_steps(self.name, self.eps, self.params)
-
-    @classmethod
-    def default_params(cls) -> dict[str, Any]:
-        return {"steps": 10, "step_size": None}  # None: ε / steps (the protocol default)
-
-    def config(self) -> dict[str, Any]:
-        """The step size is recorded resolved, so a default and an explicit ε/K share a cell."""
-        return {"eps": self.eps, "steps": self.steps, "step_size": self.step_size}
 
     def perturb(self, victim: Victim, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         with torch.no_grad():

@@ -51,6 +51,7 @@ def sign_gradient_ascent(
         x.requires_grad_(True)
         with torch.enable_grad():
             (grad,) = torch.autograd.grad(objective(x).sum(), x)
+        grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
         if noise is not None:
             grad = grad + noise(i) * torch.randn(grad.shape, generator=gen)
         x = project_to_ball(x.detach() + sign * step * torch.sign(grad), clean, eps)

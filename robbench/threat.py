@@ -101,6 +101,35 @@ class Attack(ABC):
         """Learned attacks train against `victim` here; attacks without training have nothing to do."""
 
 
+class IterativeAttack(Attack):
+    """An attack that iterates K sign-gradient steps: owns `steps` (K, default 10) and `step_size`
+    (default ε/K), their validation, and records the resolved step size in `config()` so that the
+    default and an explicit ε/K share one results cell."""
+
+    def __init__(self, eps: float, **params: Any):
+        super().__init__(eps, **params)
+        self.steps, self.step_size = resolve_steps(self.name, self.eps, self.params)
+
+    @classmethod
+    def default_params(cls) -> dict[str, Any]:
+        return {"steps": 10, "step_size": None}  # None: ε / steps (the protocol default)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "steps": self.steps, "step_size": self.step_size}
+
+
+def resolve_steps(attack: str, eps: float, params: dict[str, Any]) -> tuple[int, float]:
+    """Validate `steps` (int ≥ 1) and `step_size` (None → ε/steps, else a finite number ≥ 0)."""
+    steps, step_size = params["steps"], params["step_size"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise RobbenchError(f"attack {attack!r}: steps must be an integer ≥ 1, got {steps!r}")
+    if step_size is None:
+        return steps, eps / steps
+    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not math.isfinite(step_size) \
+            or step_size < 0:
+        raise RobbenchError(f"attack {attack!r}: step_size must be a finite number ≥ 0 or null, got {step_size!r}")
+    return steps, float(step_size)
+
 class LearnedAttack(Attack):
     """An attack that first learns something about its victim (robust Sarsa Q, SA-RL adversary,
     PA-AD director). The evaluator calls `fit` once per (victim, fit config) and stores the result
