@@ -4,7 +4,7 @@ Home resolution: `--home`, else `$ROBBENCH_HOME`, else `./robbench-results`.
 
 Layout::
 
-    <home>/results.sqlite                       agents, cells, episodes
+    <home>/results.sqlite                       agents, cells, episodes, certificates
     <home>/agents/<env>/<method>/<budget>/seed<k>.safetensors
 
 A *cell* is one (agent, attack config, protocol) evaluation. Its key is a hash of the agent id and
@@ -72,6 +72,24 @@ CREATE TABLE IF NOT EXISTS episodes (
     PRIMARY KEY (cell_key, idx)
 );
 CREATE INDEX IF NOT EXISTS cells_by_agent ON cells(agent_id);
+CREATE TABLE IF NOT EXISTS certificates (
+    agent_id                 TEXT NOT NULL,
+    agent_sha256             TEXT NOT NULL,
+    method                   TEXT NOT NULL,  -- ibp, crown-ibp or crown
+    eps                      REAL NOT NULL,
+    states                   INTEGER NOT NULL,
+    threshold                REAL NOT NULL,  -- on max_i u_i, in action units
+    mean_dev                 REAL NOT NULL,  -- mean over states of the certified max_i |μ_i(ŝ) − μ_i(s)|
+    max_dev                  REAL NOT NULL,
+    mean_sum_u2_sigma2       REAL NOT NULL,  -- mean over states of Σ_i u_i²/σ_i² (SA-PPO style)
+    max_sum_u2_sigma2        REAL NOT NULL,
+    frac_below               REAL NOT NULL,  -- fraction of states with max_i u_i <= threshold
+    seconds_per_1000         REAL NOT NULL,  -- bound computation only
+    soundness_checked_points INTEGER NOT NULL,
+    info                     TEXT NOT NULL,  -- JSON: state sampling, soundness check, CROWN vs IBP, ...
+    created                  TEXT NOT NULL,
+    UNIQUE (agent_id, agent_sha256, method, eps, states, threshold)
+);
 """
 
 
@@ -226,6 +244,44 @@ class ResultsStore:
     def episodes(self, key: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM episodes WHERE cell_key = ? ORDER BY idx", (key,)).fetchall()
         return [dict(r) for r in rows]
+
+    # ------------------------------------------------------------------------------ certificates
+    CERTIFICATE_FIELDS = (
+        "agent_id", "agent_sha256", "method", "eps", "states", "threshold", "mean_dev", "max_dev",
+        "mean_sum_u2_sigma2", "max_sum_u2_sigma2", "frac_below", "seconds_per_1000",
+        "soundness_checked_points", "info",
+    )
+
+    def write_certificate(self, cert: dict[str, Any]) -> None:
+        """Write one certificate row (robbench/certify.py) in one transaction.
+
+        A row with the same (agent_id, agent_sha256, method, eps, states, threshold) is replaced
+        (`--force`). Only bounds that passed certify's soundness check may be written.
+        """
+        missing = [k for k in self.CERTIFICATE_FIELDS if k not in cert]
+        if missing:
+            raise ValueError(f"certificate lacks fields {missing}")
+        row = {k: cert[k] for k in self.CERTIFICATE_FIELDS}
+        row["info"] = canonical_json(row["info"])
+        with self._tx():
+            self.conn.execute(
+                "INSERT OR REPLACE INTO certificates VALUES (:agent_id,:agent_sha256,:method,:eps,:states,"
+                ":threshold,:mean_dev,:max_dev,:mean_sum_u2_sigma2,:max_sum_u2_sigma2,:frac_below,"
+                ":seconds_per_1000,:soundness_checked_points,:info,:created)",
+                {**row, "created": now()},
+            )
+
+    def certificates(self) -> list[dict[str, Any]]:
+        """Every stored certificate, `info` parsed, ordered by agent, method, ε, states, threshold."""
+        rows = self.conn.execute(
+            "SELECT * FROM certificates ORDER BY agent_id, method, eps, states, threshold"
+        ).fetchall()
+        out = []
+        for r in rows:
+            d = dict(r)
+            d["info"] = json.loads(d["info"])
+            out.append(d)
+        return out
 
     # -------------------------------------------------------------------------------- internals
     def _tx(self):
