@@ -188,19 +188,37 @@ def evaluate(
 @app.command()
 @cli_errors
 def report(
-    format: str = typer.Option("markdown", "--format", help="markdown, csv or json."),
+    format: str = typer.Option("markdown", "--format", help="markdown, csv, json, latex or html."),
     out: Optional[str] = typer.Option(
         None, help="Write to a file instead of stdout. A bare file name goes under reports/; a directory "
         "gets leaderboard.<ext>."),
+    compare_paper: bool = typer.Option(
+        False, "--compare-paper", help="Show the paper's published rows (gym v2, 17-seed medians) beside ours, "
+        "in a separate block, never ranked with ours."),
+    paper_csv: Optional[str] = typer.Option(
+        None, "--paper-csv", help="Published results CSV for --compare-paper (default: "
+        "../shared/reference/paper_results.csv next to the repository)."),
     home: Optional[str] = HomeOpt,
 ):
-    """Print or write the leaderboards."""
-    from robbench.report import FORMATS, render
+    """Print or write the leaderboards (boards, significance, seed aggregates, trust flags)."""
+    from robbench.report import EXTENSIONS, FORMATS, render
 
+    # Called as a plain function (`demo`), the defaults are typer's OptionInfo objects.
+    compare_paper = compare_paper is True
+    paper_csv = paper_csv if isinstance(paper_csv, str) else None
     if format not in FORMATS:
         raise unknown("format", format, FORMATS)
+    if compare_paper:
+        if paper_csv is None:
+            default = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
+            if not default.is_file():
+                raise RobbenchError(f"--compare-paper: no published results at {str(default)!r}; "
+                                    "pass --paper-csv PATH")
+            paper_csv = str(default)
+        elif not Path(paper_csv).is_file():
+            raise RobbenchError(f"--paper-csv {paper_csv!r} is not a file")
     with _open_store(home, must_exist=True) as store:
-        text = render(store, format)
+        text = render(store, format, compare_paper=compare_paper, paper_csv=paper_csv)
     if out is None:
         sys.stdout.write(text)
         return
@@ -208,7 +226,7 @@ def report(
     if len(path.parts) == 1 and not path.is_dir():
         path = Path("reports") / path
     if path.is_dir() or out.endswith("/"):
-        path = path / f"leaderboard.{ {'markdown': 'md'}.get(format, format) }"
+        path = path / f"leaderboard.{EXTENSIONS[format]}"
     write_atomic(path, text)
     console.print(f"wrote {path}")
 
@@ -220,6 +238,7 @@ def write_atomic(path: Path, text: str) -> None:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         with os.fdopen(fd, "w") as f:
             f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be read and served
         os.replace(tmp, path)
     except OSError as exc:
         raise RobbenchError(f"cannot write {str(path)!r}: {exc.strerror}") from None

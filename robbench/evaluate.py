@@ -97,6 +97,7 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
     lengths = np.zeros(n, dtype=np.int64)
     alive = np.ones(n, dtype=bool)
     max_pert = 0.0
+    max_change, sum_change = 0.0, 0.0
     steps = 0
     try:
         while alive.any():
@@ -104,7 +105,13 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
             clean = torch.from_numpy(agent.normalize(raw[idx])).float()
             perturbed = attack.perturb(victim, clean, gen)
             max_pert = max(max_pert, check_in_ball(perturbed, clean, protocol.eps, attack.name))
-            actions = agent.act(perturbed).numpy().astype(np.float64)
+            actions_t = agent.act(perturbed)
+            if attack.name != "none":
+                # How far the attack moved the action (trust flag: a gradient attack that never moves it).
+                change = (actions_t - agent.act(clean)).abs().amax(dim=-1)
+                max_change = max(max_change, float(change.max()))
+                sum_change += float(change.sum())
+            actions = actions_t.numpy().astype(np.float64)
             for j, i in enumerate(idx):
                 raw[i], reward, terminated, truncated = envs.step_one(i, actions[j])
                 returns[i] += reward
@@ -116,7 +123,8 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
                 progress(int(n - alive.sum()), steps)
     finally:
         envs.close()
-    return EvalResult(returns, lengths, seeds, steps, time.perf_counter() - start, max_pert)
+    info = {"max_action_change": max_change, "mean_action_change": sum_change / max(steps, 1)}
+    return EvalResult(returns, lengths, seeds, steps, time.perf_counter() - start, max_pert, info)
 
 
 def evaluate_cell(

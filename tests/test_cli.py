@@ -33,7 +33,7 @@ def run(*args):
         (["evaluate", "--eps", "-0.1"], "--eps must be a number ≥ 0, got -0.1"),
         (["evaluate", "--eps", "nan"], "--eps must be a number ≥ 0"),
         (["evaluate", "--episodes", "0"], "--episodes must be positive, got 0"),
-        (["report", "--format", "pdf"], "unknown format 'pdf'; valid choices: csv, json, markdown"),
+        (["report", "--format", "pdf"], "unknown format 'pdf'; valid choices: csv, html, json, latex, markdown"),
         (["list", "robots"], "unknown list target 'robots'"),
     ],
 )

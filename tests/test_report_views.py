@@ -1,0 +1,424 @@
+"""Leaderboard views (robbench/report.py): ranking, significance, seed aggregates, trust flags,
+published rows, and the markdown / csv / json / latex / html outputs.
+
+Results homes are synthetic and built through the public API (`register_agent` + `write_cell`),
+so every number is known; one home runs the real pipeline (smoke agent + `evaluate_cell`).
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from robbench import report, stats
+from robbench.cli import app
+from robbench.evaluate import evaluate_cell
+from robbench.store import ResultsStore, cell_key
+from robbench.train import train_agent
+
+runner = CliRunner()
+EPS = 0.075
+BASE_SEED = 1_000_000
+PAPER_STEPS = 976 * 2048
+CHROMIUM = "/usr/bin/chromium"
+
+
+# ----------------------------------------------------------------------------------- builders
+def add_agent(store: ResultsStore, method: str, seed: int, preset: str = "paper", env: str = "hopper"):
+    """Register an agent record; the report never loads the checkpoint, any file will do."""
+    path = store.agent_path(env, method, preset, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(f"{env}/{method}/{preset}/{seed}".encode())
+    meta = {"agent_id": f"{env}/{method}/{preset}/{seed}", "method": method, "env": env, "seed": seed,
+            "preset": preset, "budget": preset, "steps": PAPER_STEPS}
+    return store.register_agent(meta, path)
+
+
+def add_cell(store, rec, attack, returns, *, config=None, info=None, deterministic=True, eps=EPS):
+    returns = np.asarray(returns, dtype=float)
+    protocol = {"eps": eps, "episodes": int(returns.size), "base_seed": BASE_SEED, "max_steps": 1000,
+                "deterministic": deterministic}
+    config = {"eps": eps, **(config or {})}
+    key = cell_key(rec.agent_id, rec.sha256, attack, config, protocol)
+    store.write_cell(
+        {"cell_key": key, "agent_id": rec.agent_id, "agent_sha256": rec.sha256, "env": rec.env, "attack": attack,
+         "attack_config": config, "protocol": protocol, "eps": eps, "episodes": int(returns.size),
+         "mean": float(returns.mean()), "std": float(returns.std()), "min": float(returns.min()),
+         "max": float(returns.max()), "env_steps": int(returns.size) * 1000, "wall_s": 1.0,
+         "info": {"code_version": "test", **(info or {})}},
+        [(i, BASE_SEED + i, float(r), 1000) for i, r in enumerate(returns)],
+    )
+    return key
+
+
+def normal(rng, mean, std, n=50):
+    return rng.normal(mean, std, size=n)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """hopper, ε 0.075: ppo ×3 seeds, barppo ×2, sappo ×1 (random only), wocar ×1 (flagged cells);
+    plus a 10-episode board and a stochastic board."""
+    home = tmp_path_factory.mktemp("views")
+    rng = np.random.default_rng(7)
+    with ResultsStore(home) as st:
+        for seed, (nat, crit) in enumerate([(3200, 1400), (3300, 900), (3100, 1200)]):
+            rec = add_agent(st, "ppo", seed)
+            add_cell(st, rec, "none", normal(rng, nat, 150))
+            add_cell(st, rec, "random", normal(rng, nat - 300, 400), info={"max_action_change": 0.05})
+            add_cell(st, rec, "critic", normal(rng, crit, 300), config={"steps": 10},
+                     info={"max_action_change": 0.4})
+        for seed, crit in enumerate([2600, 2400]):
+            rec = add_agent(st, "barppo", seed)
+            add_cell(st, rec, "none", normal(rng, 3600, 60))
+            add_cell(st, rec, "random", normal(rng, 3550, 80), info={"max_action_change": 0.04})
+            add_cell(st, rec, "critic", normal(rng, crit, 200), config={"steps": 10},
+                     info={"max_action_change": 0.3})
+            add_cell(st, rec, "rs", normal(rng, crit + 300, 200),
+                     config={"train_steps": PAPER_STEPS, "paper_steps": PAPER_STEPS},
+                     info={"max_action_change": 0.35})
+        rec = add_agent(st, "sappo", 0)
+        add_cell(st, rec, "none", normal(rng, 3400, 100))
+        add_cell(st, rec, "random", normal(rng, 2000, 100))
+        rec = add_agent(st, "wocar", 0)
+        add_cell(st, rec, "none", normal(rng, 3500, 100))
+        add_cell(st, rec, "critic", normal(rng, 3450, 100), config={"steps": 10}, info={"max_action_change": 0.0})
+        add_cell(st, rec, "rs", normal(rng, 1800, 100), config={"train_steps": 20_000, "paper_steps": PAPER_STEPS})
+        add_cell(st, rec, "sa_rl", normal(rng, 2000, 100), config={"budget": "quick"})
+        # another board: 10 episodes; another: stochastic actions
+        rec = add_agent(st, "ppo", 9, preset="quick")
+        add_cell(st, rec, "none", normal(rng, 1000, 50, n=10))
+        add_cell(st, rec, "critic", normal(rng, 500, 50, n=10))
+        add_cell(st, rec, "none", normal(rng, 900, 50), deterministic=False)
+        add_cell(st, rec, "critic", normal(rng, 400, 50), deterministic=False)
+    return home
+
+
+@pytest.fixture(scope="module")
+def paper_csv(tmp_path_factory):
+    """A small published-results file in the format of ../shared/reference/paper_results.csv."""
+    cols = ["table", "env", "eps", "method", "natural_mean", "natural_std"]
+    for a in report.PAPER_ATTACKS + ("worst",):
+        cols += [f"{a}_mean", f"{a}_std"]
+    cols.append("worst_case_robustness")
+    rows = [["table1", "hopper", 0.075, "SPO", 3081, 638, *[2000, 100] * 6, 79, 2, -0.974],
+            ["table2", "hopper", 0.075, "PPO", 3081, 638, *[2000, 100] * 5, 79, 2, 79, 2, -0.974],
+            ["table2", "hopper", 0.075, "BAR", 3684, 20, *[3000, 50] * 4, 1340, 42, 1728, 62, 1340, 42, -0.636],
+            ["table2", "walker2d", 0.05, "BAR", 4732, 86, *[4000, 50] * 6, 2699, 1192, -0.436]]
+    path = tmp_path_factory.mktemp("paper") / "paper_results.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(cols)
+        w.writerows(rows)
+    return path
+
+
+def boards_of(home):
+    with ResultsStore(home) as st:
+        return report.build_boards(st)
+
+
+def main_board(boards):
+    return next(b for b in boards if not b.departures)
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+# --------------------------------------------------------------------------------- the boards
+def test_one_board_per_protocol_ranked_by_worst_case(home):
+    boards = boards_of(home)
+    assert len(boards) == 3  # standard, 10 episodes, stochastic
+    b = main_board(boards)
+    worst = [e.worst[0] for e in b.entries]
+    assert worst == sorted(worst, reverse=True)
+    assert b.entries[0].agent_id.startswith("hopper/barppo/")
+    assert b.attacks == ["none", "critic", "random", "rs", "sa_rl"]
+    md = cli("report", "--home", home).output
+    block = re.split(r"^### ", md, flags=re.M)[1 + boards.index(b)]
+    ranked_ids = re.findall(r"^\| (\d+) \| `([^`]+)`", block, flags=re.M)
+    assert [aid for _, aid in ranked_ids] == [e.agent_id for e in b.entries]
+    assert [int(r) for r, _ in ranked_ids] == list(range(1, len(b.entries) + 1))
+
+
+def test_significance_holm_pvalues_equal_stats_on_stored_returns(home):
+    b = main_board(boards_of(home))
+    sig = report.significance(b)
+    top = b.entries[0]
+    with ResultsStore(home) as st:
+        cells = {(c["agent_id"], c["attack"]): c["cell_key"] for c in st.cells() if c["protocol"]["episodes"] == 50
+                 and c["protocol"]["deterministic"]}
+
+        def returns(agent_id, attack):
+            return [e["ret"] for e in st.episodes(cells[(agent_id, attack)])]
+
+        # representatives: the median agent by worst case for several seeds (stats.median_agent)
+        ppo = [e for e in b.entries if e.method == "ppo"]
+        median_seed = stats.median_agent({e.seed: e.worst[0] for e in ppo})
+        comps = sig.comparisons
+        ppo_comps = [c for c in comps if c.group == ("ppo", "paper")]
+        assert {c.entry.seed for c in ppo_comps} == {median_seed}
+        assert f"seed {median_seed}" in ppo_comps[0].selection
+        assert {c.quantity for c in comps} == {"worst case", "natural"}
+        welch, mwu = [], []
+        for c in comps:
+            a = returns(c.entry.agent_id, c.attack)
+            t = returns(top.agent_id, c.top_attack)
+            assert c.attack == (c.entry.worst[1] if c.quantity == "worst case" else "none")
+            welch.append(stats.welch_t_test(a, t).pvalue)
+            mwu.append(stats.mann_whitney_u(a, t).pvalue)
+            assert c.welch.effect_size == pytest.approx(stats.hedges_g(a, t))
+            assert c.ci.estimate == pytest.approx(np.mean(a))
+            assert c.ci.low <= np.mean(a) <= c.ci.high
+    assert [c.welch_holm for c in comps] == pytest.approx(list(stats.holm_bonferroni(welch).adjusted))
+    assert [c.mwu_holm for c in comps] == pytest.approx(list(stats.holm_bonferroni(mwu).adjusted))
+    assert sig.family_size == {"welch": len(comps), "mwu": len(comps)}
+    # the top entry is never compared with itself; its own method (barppo, 2 seeds) is via its median
+    assert all(c.entry is not top for c in comps)
+    md = cli("report", "--home", home).output
+    assert f"Significance against the top entry `{top.agent_id}`" in md
+
+
+def test_seed_aggregates_median_agent_and_iqm(home):
+    b = main_board(boards_of(home))
+    aggs = {(a.method, a.preset): a for a in report.seed_aggregates(b)}
+    ppo = aggs[("ppo", "paper")]
+    worst = {e.seed: e.worst[0] for e in ppo.entries}
+    assert ppo.seeds == [0, 1, 2] and ppo.median.seed == stats.median_agent(worst)
+    ref = stats.iqm_ci({"hopper": [e.worst[0] for e in ppo.entries]}, seed=report.BOOTSTRAP_SEED)
+    assert (ppo.worst_iqm.estimate, ppo.worst_iqm.low, ppo.worst_iqm.high) == pytest.approx(
+        (ref.estimate, ref.low, ref.high))
+    assert ppo.p_improvement is not None and 0.0 <= ppo.p_improvement.estimate <= 1.0
+    assert aggs[("sappo", "paper")].p_improvement is None  # one seed: no probability of improvement
+    md = cli("report", "--home", home).output
+    assert f"`{ppo.median.agent_id}` (seed {ppo.median.seed})" in md
+
+
+# ------------------------------------------------------------------------------------- flags
+def test_trust_flags_fire(home):
+    boards = boards_of(home)
+    b = main_board(boards)
+    by_id = {e.agent_id: e for e in b.entries}
+    assert dict(by_id["hopper/sappo/paper/0"].flags()) == {"random-worst": []}
+    wocar = by_id["hopper/wocar/paper/0"]
+    assert [c for c, _ in wocar.cell_flags("critic")] == ["action-unmoved"]
+    assert [c for c, _ in wocar.cell_flags("rs")] == ["under-budget"]
+    assert [c for c, _ in wocar.cell_flags("sa_rl")] == ["under-budget"]  # budget preset "quick"
+    assert dict(wocar.flags()) == {"under-budget": ["rs", "sa_rl"], "action-unmoved": ["critic"]}
+    few = next(bb for bb in boards if bb.protocol["episodes"] == 10)
+    assert dict(few.entries[0].flags()) == {"few-episodes": []}
+    stoch = next(bb for bb in boards if not bb.protocol["deterministic"])
+    assert dict(stoch.entries[0].flags()) == {"stochastic": []}
+    md = cli("report", "--home", home).output
+    assert "⚠ worst only by random" in md and "action never moved (critic)" in md
+    assert "attack under budget (rs, sa_rl)" in md and "<50 episodes" in md and "stochastic eval" in md
+    assert "NON-STANDARD: 10 episodes" in md and "NON-STANDARD: stochastic actions" in md
+
+
+def test_no_flags_on_a_clean_50_episode_row(home):
+    b = main_board(boards_of(home))
+    clean = [e for e in b.entries if e.method == "barppo"]
+    assert len(clean) == 2
+    for e in clean:
+        assert e.flags() == [] and all(e.cell_flags(a) == [] for a in e.cells)
+    md = cli("report", "--home", home).output
+    row = next(line for line in md.splitlines() if f"`{clean[0].agent_id}`" in line and line.startswith("| 1 "))
+    assert "⚠" not in row and row.rstrip().endswith("|  |")
+
+
+# ----------------------------------------------------------------------------------- published
+def test_compare_paper_rows_are_labelled_and_never_ranked(home, paper_csv):
+    plain = cli("report", "--home", home).output
+    md = cli("report", "--home", home, "--compare-paper", "--paper-csv", paper_csv)
+    assert md.exit_code == 0, md.output
+    md = md.output
+    assert f"#### {report.PAPER_LABEL} — not ranked" in md
+    # ours are ranked exactly as without the published rows
+    ours = lambda text: re.findall(r"^\| (\d+) \| `([^`]+)`", text, flags=re.M)  # noqa: E731
+    assert ours(md) == ours(plain)
+    pub = [line for line in md.splitlines() if line.startswith("| PPO (= SPO)") or line.startswith("| BAR (= BARPO)")]
+    assert len(pub) == 2 * 3 and not any(re.match(r"^\| \d+ \|", line) for line in pub)
+    assert "| PPO (= SPO) | ppo | table2 | 3081 ± 638 |" in md
+    main_block = re.split(r"^### ", md, flags=re.M)[1]
+    assert main_block.index("#### " + report.PAPER_LABEL) > main_block.index("| 1 | `")
+    # the 10-episode board is hopper at the paper's ε: it gets the block too; walker2d rows never show
+    assert "walker2d" not in md.split(report.PAPER_LABEL, 1)[1].split("###")[0]
+    records = json.loads(cli("report", "--home", home, "--format", "json", "--compare-paper",
+                             "--paper-csv", paper_csv).output)
+    published = [r for r in records if r["source"] == report.PAPER_LABEL]
+    assert published and all(r["rank"] is None for r in published)
+    assert all(isinstance(r["rank"], int) for r in records if r["source"] == report.OURS_LABEL)
+
+
+def test_compare_paper_missing_csv_is_one_line(home, tmp_path):
+    res = cli("report", "--home", home, "--compare-paper", "--paper-csv", tmp_path / "nope.csv")
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert res.exit_code == 2 and len(lines) == 1 and lines[0].startswith("error: --paper-csv")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n")
+    res = cli("report", "--home", home, "--compare-paper", "--paper-csv", bad)
+    assert res.exit_code == 2 and "lack the expected columns" in res.output and "Traceback" not in res.output
+
+
+def test_method_mapping_reads_the_real_paper_table():
+    path = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
+    if not path.is_file():
+        pytest.skip(f"{path} not present (it lives beside the repository, not in it)")
+    rows = [r for r in report.load_paper_results(path) if r.env == "hopper"]
+    got = {r.method_id: (r.table, r.natural[0], r.worst[0]) for r in rows}
+    assert got["ppo"] == ("table2", 3081.0, 79.0) and got["barppo"] == ("table2", 3684.0, 1340.0)
+    assert got["arppo"] == ("table3", 3699.0, 1130.0)  # ARPO (w g): with SPO guidance
+    assert got["arppo-noguide"] == ("table1", 2101.0, 1001.0)  # the paper's plain "ARPO"
+    assert got["barppo-noguide"][0] == "table4" and {"sappo", "radial", "wocar"} <= set(got)
+    assert len(rows) == len(got) == 8
+
+
+# ------------------------------------------------------------------------------- certificates
+def test_certified_deviation_prefers_crown_and_says_so(tmp_path):
+    with ResultsStore(tmp_path) as st:
+        if not callable(getattr(st, "certificates", None)):
+            pytest.skip("this store has no certificates table")
+        rec = add_agent(st, "ppo", 0)
+        add_cell(st, rec, "none", np.full(50, 1000.0))
+        add_cell(st, rec, "critic", np.linspace(400, 600, 50), info={"max_action_change": 0.2})
+        other = add_agent(st, "ppo", 1)
+        add_cell(st, other, "none", np.full(50, 900.0))
+        add_cell(st, other, "critic", np.linspace(300, 500, 50))
+        for method, dev in (("ibp", 0.9), ("crown", 0.3), ("crown-ibp", 0.5)):
+            st.write_certificate({
+                "agent_id": rec.agent_id, "agent_sha256": rec.sha256, "method": method, "eps": EPS, "states": 100,
+                "threshold": 0.1, "mean_dev": dev / 2, "max_dev": dev, "mean_sum_u2_sigma2": 1.0,
+                "max_sum_u2_sigma2": 2.0, "frac_below": 0.5, "seconds_per_1000": 1.0,
+                "soundness_checked_points": 1000, "info": {}})
+    md = cli("report", "--home", tmp_path).output
+    assert "| 0.15 / 0.3 (crown) |" in md
+    row1 = next(line for line in md.splitlines() if "`hopper/ppo/paper/1`" in line and line.startswith("| 2 "))
+    assert "| — |" in row1
+    html_text = cli("report", "--home", tmp_path, "--format", "html").output
+    assert html_text.count("<img") == 3 and "certified vs empirical action deviation" in html_text
+
+
+# ----------------------------------------------------------------------------------- formats
+def test_json_one_record_per_entry_with_raw_returns(home):
+    boards = boards_of(home)
+    records = json.loads(cli("report", "--home", home, "--format", "json").output)
+    assert len(records) == sum(len(b.entries) for b in boards)
+    assert len({(r["env"], r["eps"], json.dumps(r["protocol"], sort_keys=True), r["agent"]) for r in records}) \
+        == len(records)
+    with ResultsStore(home) as st:
+        for c in st.cells():
+            rec = next(r for r in records if r["agent"] == c["agent_id"] and r["protocol"] == c["protocol"])
+            stored = [e["ret"] for e in st.episodes(c["cell_key"])]
+            assert rec["attacks"][c["attack"]]["returns"] == pytest.approx(stored)
+    wocar = next(r for r in records if r["agent"] == "hopper/wocar/paper/0")
+    assert {f["code"] for f in wocar["flags"]} == {"under-budget", "action-unmoved"}
+    assert wocar["attacks"]["rs"]["flags"][0]["code"] == "under-budget"
+    ppo = [r for r in records if r["method"] == "ppo" and r["preset"] == "paper"]
+    assert len({r["method_aggregate"]["median_seed"] for r in ppo}) == 1
+    assert sum(len(r["significance_vs_top"]["comparisons"]) for r in ppo) == 2  # only the median agent
+
+
+def test_csv_has_flags_and_returns(home):
+    rows = list(csv.DictReader(io.StringIO(cli("report", "--home", home, "--format", "csv").output)))
+    assert all(r["source"] == "robbench" for r in rows)
+    wocar = next(r for r in rows if r["agent"] == "hopper/wocar/paper/0")
+    assert set(wocar["flags"].split()) == {"under-budget", "action-unmoved"}
+    assert len(wocar["rs_returns"].split()) == 50
+
+
+def _tabular_rows(tex: str):
+    for m in re.finditer(r"\\begin\{tabular\}\{([^}]*)\}(.*?)\\end\{tabular\}", tex, flags=re.S):
+        yield m.group(1), [line for line in m.group(2).splitlines() if line.endswith("\\\\")]
+
+
+def test_latex_tabulars_are_balanced(home, paper_csv):
+    tex = cli("report", "--home", home, "--format", "latex", "--compare-paper", "--paper-csv", paper_csv).output
+    for env_name in ("tabular", "table"):
+        assert tex.count(f"\\begin{{{env_name}}}") == tex.count(f"\\end{{{env_name}}}") > 0
+    n_tabulars = 0
+    for align, rows in _tabular_rows(tex):
+        n_tabulars += 1
+        assert rows
+        for row in rows:  # every row has as many cells as the column spec, none spills
+            assert len(re.findall(r"(?<!\\)&", row)) == len(align) - 1, row
+    assert n_tabulars == tex.count("\\begin{tabular}")
+    body = re.sub(r"\\[{}%&_#$]", "", tex)  # escaped specials
+    assert body.count("{") == body.count("}")
+    assert not re.search(r"(?<!\\)[_#%&]", re.sub(r"^%.*$", "", body.replace("&", ""), flags=re.M))
+    assert tex.isascii(), "non-ASCII left in the LaTeX output"
+    assert "hopper/barppo/paper/" in tex and report.PAPER_LABEL.replace("%", "") in tex
+
+
+def test_new_formats_get_their_extension_and_bad_format_is_one_line(home, tmp_path):
+    for fmt, ext in (("latex", "tex"), ("html", "html")):
+        res = cli("report", "--home", home, "--format", fmt, "--out", f"{tmp_path}/")
+        assert res.exit_code == 0, res.output
+        assert (tmp_path / f"leaderboard.{ext}").stat().st_size > 0
+    res = cli("report", "--home", home, "--format", "pdf")
+    assert res.exit_code == 2
+    assert res.output.strip() == "error: unknown format 'pdf'; valid choices: csv, html, json, latex, markdown"
+
+
+def test_real_pipeline_smoke_agent(tmp_path):
+    """train smoke → evaluate_cell (none, random; 3 episodes) → every format renders, flags fire."""
+    with ResultsStore(tmp_path) as st:
+        train_agent(st, "ppo", "hopper", seed=0, preset="smoke")
+        for attack in ("none", "random"):
+            evaluate_cell(st, "hopper/ppo/smoke/0", attack, episodes=3)
+        text = {fmt: report.render(st, fmt) for fmt in report.FORMATS}
+    assert "⚠ <50 episodes; worst only by random" in text["markdown"]
+    assert json.loads(text["json"])[0]["flags"][0]["code"] == "few-episodes"
+    assert "<table" in text["html"] and "\\begin{tabular}" in text["latex"]
+
+
+# ------------------------------------------------------------------------------ html, browser
+def _chromium(*args, user_dir: Path) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={user_dir}", "--hide-scrollbars"]
+    return subprocess.run([CHROMIUM, *flags, *args], capture_output=True, text=True, timeout=120)
+
+
+def test_html_is_self_contained(home, paper_csv):
+    page = cli("report", "--home", home, "--format", "html", "--compare-paper", "--paper-csv", paper_csv).output
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", page), "external resource in the page"
+    images = re.findall(r'<img alt="[^"]+" src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    assert len(images) == page.count("<img") >= 6  # Figure-5 view + per-attack boxes on 3 boards
+    assert all(base64.b64decode(i)[:8] == b"\x89PNG\r\n\x1a\n" for i in images)
+    assert "no certificates for the agents of this board" in page
+
+
+def test_html_loads_in_headless_chromium(home, paper_csv, tmp_path):
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"{CHROMIUM} not installed (CI: apt-get install -y --no-install-recommends chromium)")
+    page = tmp_path / "board.html"
+    res = cli("report", "--home", home, "--format", "html", "--compare-paper", "--paper-csv", paper_csv,
+              "--out", page)
+    assert res.exit_code == 0, res.output
+    dom = _chromium("--dump-dom", page.as_uri(), user_dir=tmp_path / "profile1")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html_dom = dom.stdout
+    boards = boards_of(home)
+    assert html_dom.count('<table class="board">') == len(boards)
+    assert html_dom.count('<table class="published">') == len(boards)  # all hopper, at the paper's ε
+    assert html_dom.count("<img") >= 2 * len(boards)
+    assert "robbench leaderboards" in html_dom and report.PAPER_LABEL in html_dom
+    for e in boards[0].entries:
+        assert e.agent_id in html_dom
+    shot = tmp_path / "board.png"
+    res = _chromium(f"--screenshot={shot}", "--window-size=1400,2400", page.as_uri(), user_dir=tmp_path / "profile2")
+    assert res.returncode == 0, res.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a rendered page, not a blank one
+
