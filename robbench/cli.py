@@ -128,6 +128,7 @@ def evaluate(
     episodes: int = typer.Option(50, help="Episodes per (agent, attack)."),
     eps: Optional[float] = typer.Option(None, help="Override the protocol ε (labelled non-standard)."),
     fit: bool = typer.Option(True, "--fit/--no-fit", help="Train learned attacks that have no stored artifact."),
+    param: list[str] = typer.Option([], help="Attack setting attack.key=value, e.g. rs.preset=paper (repeatable)."),
     force: bool = typer.Option(False, help="Re-run cells that already have results."),
     home: Optional[str] = HomeOpt,
 ):
@@ -148,6 +149,12 @@ def evaluate(
         for n in names:
             if n not in table:
                 raise unknown("attack", n, table)
+    attack_params: dict[str, dict] = {}
+    for key, value in _parse_params(param).items():
+        name, _, setting = key.partition(".")
+        if not setting or name not in table:
+            raise RobbenchError(f"--param expects attack.key=value with a registered attack, got {key!r}")
+        attack_params.setdefault(name, {})[setting] = value
     with _open_store(home, must_exist=True) as store:
         ids = list(iter_agent_ids(store, agents))
         if not ids:
@@ -165,7 +172,8 @@ def evaluate(
 
                     try:
                         results = evaluate_attack(
-                            store, aid, name, eps=eps, episodes=episodes, force=force, fit=fit, fit_progress=on_fit,
+                            store, aid, name, eps=eps, episodes=episodes, attack_params=attack_params.get(name),
+                            force=force, fit=fit, fit_progress=on_fit,
                             progress=lambda done, steps, ep=ep: bar.update(ep, completed=done, info=f"{steps} steps"),
                         )
                     except RobbenchError as exc:
@@ -388,7 +396,8 @@ def demo(
     from robbench.registry import attacks as all_attacks
 
     untrained = ",".join(n for n, cls in all_attacks().items() if not cls.needs_fit)
-    evaluate(agents="all", attacks=untrained, episodes=episodes, eps=None, fit=False, force=False, home=home)
+    evaluate(agents="all", attacks=untrained, episodes=episodes, eps=None, fit=False, param=[], force=False,
+             home=home)
     report(format="markdown", out=None, home=home)
 
 

@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import torch
 
-from robbench.threat import project_to_ball
 
 Objective = Callable[[torch.Tensor], torch.Tensor]  # (batch, d) states -> (batch,) values
 
@@ -27,13 +26,16 @@ def sign_gradient_ascent(
     start: str = "uniform",
     noise: Callable[[int], float] | None = None,
     maximize: bool = True,
+    gradient: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """K projected sign-gradient steps on `objective` (summed over the batch) inside B_ε(clean).
 
     start: "clean" (ŝ₀ = s), "uniform" (ŝ₀ = s + U[−step, step]^d) or "corner" (ŝ₀ = s ± step, a
     random corner at distance one step). `noise(i)`, if given, is the std of Gaussian noise added
-    to the gradient before the sign at step i (SGLD-style). The result is detached, inside the
-    ball, and computed without touching the parameters' `.grad`.
+    to the gradient before the sign at step i (SGLD-style). `gradient(x)`, if given, returns
+    ∇ₓ Σ objective(x) directly (a trainer's hand-written backward through its MLP), skipping
+    autograd. The result is detached, inside the ball, and computed without touching the
+    parameters' `.grad`.
     """
     clean = clean.detach()
     step = eps / steps if step_size is None else step_size
@@ -45,14 +47,19 @@ def sign_gradient_ascent(
         x = clean + (torch.randint(0, 2, clean.shape, generator=gen) * 2 - 1).to(clean.dtype) * step
     else:
         raise ValueError(f"unknown start {start!r}")
-    x = project_to_ball(x, clean, eps)
-    sign = 1.0 if maximize else -1.0
+    lo, hi = clean - eps, clean + eps  # Π is one clamp against precomputed bounds
+    x = torch.clamp(x, lo, hi)
+    signed_step = step if maximize else -step
     for i in range(steps):
-        x.requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(objective(x).sum(), x)
+        if gradient is not None:
+            grad = gradient(x)
+        else:
+            x.requires_grad_(True)
+            with torch.enable_grad():
+                (grad,) = torch.autograd.grad(objective(x).sum(), x)
+            x = x.detach()
         grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
         if noise is not None:
             grad = grad + noise(i) * torch.randn(grad.shape, generator=gen)
-        x = project_to_ball(x.detach() + sign * step * torch.sign(grad), clean, eps)
+        x = torch.clamp(x + signed_step * torch.sign(grad), lo, hi)
     return x.detach()

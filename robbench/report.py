@@ -274,7 +274,15 @@ def build_boards(store: ResultsStore) -> list[Board]:
         )
         cell = dict(cell)
         cell["returns"] = [e["ret"] for e in store.episodes(cell["cell_key"])]
-        entry.cells[cell["attack"]] = cell
+        # A scan (robust Sarsa's Q grid, SA-RL's adversary grid, ...) stores one cell per member
+        # under the same attack name; the attack's result is the minimum over them (protocol.md).
+        members = [cell]
+        previous = entry.cells.get(cell["attack"])
+        if previous is not None:
+            members += previous["scan_members"]
+        best = min(members, key=lambda c: c["mean"])
+        best = dict(best, scan_members=members)
+        entry.cells[cell["attack"]] = best
     boards = []
     for key in sorted(groups):
         env, eps = key[0], key[1]
@@ -619,7 +627,9 @@ def _attack_note(cell: dict) -> str:
     cfg = {k: v for k, v in cell["attack_config"].items() if k != "eps"}
     if not cfg:
         return ""
-    return f"{cell['attack']}: " + ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+    note = f"{cell['attack']}: " + ", ".join(f"{k}={v}" for k, v in sorted(cfg.items()))
+    n = len(cell.get("scan_members", [cell]))
+    return note + (f" (the minimum over {n} evaluated scan members)" if n > 1 else "")
 
 
 def _group_label(g: tuple[str, str]) -> str:

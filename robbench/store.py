@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sqlite3
 import time
@@ -102,7 +103,18 @@ def resolve_home(home: str | os.PathLike | None, must_exist: bool = False) -> Pa
 
 
 def canonical_json(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    """Sorted, compact JSON; NaN/inf become null (SQLite's JSON functions reject them)."""
+    return json.dumps(_finite(obj), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def cell_key(agent_id: str, agent_sha256: str, attack: str, attack_config: dict, protocol: dict) -> str:
