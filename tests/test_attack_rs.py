@@ -299,7 +299,7 @@ def test_no_fit_without_an_artifact_is_one_line(home):
     lines = result.output.strip().splitlines()
     assert "Traceback" not in result.output
     assert lines[-1].startswith("error:") and "not fitted" in lines[-1] and "--no-fit" in lines[-1]
-    assert not (home / "attacks").exists()
+    assert not (home / "attacks" / "rs").exists()  # nothing was fitted
 
 
 def test_scan_members_are_separate_cells(home, monkeypatch):
