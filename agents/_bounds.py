@@ -5,7 +5,6 @@
   module without copying it: the BoundedModule's parameters *are* `core.policy.mean_net`'s, so the
   bounds follow every optimizer step and their gradients land in the policy (tested).
 - `ramp_fraction`: how far the core's ε ramp has gone (0 → 1), for schedules that move "alongside ε".
-- `sgld_kl_regulariser`: the SA-PPO SGLD regulariser R (trainers.md, sappo), used by `wocar`.
   The `sappo` trainer computes the same quantity; the two should be merged when both exist.
 - `apply_ppo_overrides`: per-trainer PPO settings (HalfCheetah's reference configs of SA-PPO
   convex and RADIAL use other learning rates), applied in `Objective.setup`; see its docstring.
@@ -20,7 +19,6 @@ import torch
 
 from robbench.errors import RobbenchError
 from robbench.lirpa_compat import bounded_module, bounds, mixed_ibp_crown_ibp
-from robbench.pgd import sign_gradient_ascent
 from robbench.policy import GaussianPolicy
 
 #: HalfCheetah's reference settings for SA-PPO (convex) and RADIAL-PPO (trainers.md).
@@ -54,39 +52,6 @@ class PolicyMeanBounds:
 def ramp_fraction(core: Any) -> float:
     """Fraction of the core's ε ramp completed: ε_t / ε (1 when the target ε is 0)."""
     return core.eps_now / core.cfg.eps if core.cfg.eps > 0 else 1.0
-
-
-def sgld_kl_regulariser(
-    policy: GaussianPolicy, obs: torch.Tensor, eps: float, gen: torch.Generator, steps: int = 10,
-    clean_mean: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """SA-PPO's R = mean_batch Σ_i ((μ_i(ŝ) − μ_i(s))/σ_i)² with ŝ from SGLD (trainers.md, sappo).
-
-    ŝ: `steps` sign-gradient ascent steps of size ε/steps on the same quantity (σ and μ(s) detached),
-    from a random corner at distance one step, with Langevin noise of std √(2·step·1e-5)/(i+2) added
-    to the gradient of the batch-*mean* quantity at step i (the reference's schedule), projected onto
-    B_ε(s). The shared solver differentiates the batch *sum*, so the noise std is multiplied by the
-    batch size to keep the reference's noise-to-gradient ratio. In R itself μ(s) is detached and σ
-    is not (so R also pushes σ up), as in the reference (SA_PPO `get_state_kl_bound_sgld`).
-    `clean_mean`: μ(s), if the caller has it already.
-    """
-    if eps <= 0:
-        return obs.new_zeros(())
-    if clean_mean is None:
-        with torch.no_grad():
-            clean_mean = policy(obs)
-    clean_mean = clean_mean.detach()
-    inv_std = torch.exp(-policy.log_std.detach())
-    step = eps / steps
-
-    def kl(x: torch.Tensor) -> torch.Tensor:
-        return ((policy(x) - clean_mean) * inv_std).pow(2).sum(-1)
-
-    noise_scale = obs.shape[0] * math.sqrt(2.0 * step * SGLD_TEMPERATURE)
-    perturbed = sign_gradient_ascent(
-        kl, obs, eps, gen, steps=steps, start="corner", noise=lambda i: noise_scale / (i + 2)
-    )
-    return ((policy(perturbed) - clean_mean) / policy.std).pow(2).sum(-1).mean()
 
 
 def check_ppo(value: Any) -> dict[str, Any]:

@@ -248,6 +248,18 @@ def sgld_max_divergence(core: PPOCore, obs: torch.Tensor, eps: float, steps: int
     )
 
 
+def sa_regulariser(core: PPOCore, obs: torch.Tensor, eps: float, steps: int, step_size: float,
+                   mean: torch.Tensor | None = None) -> torch.Tensor:
+    """SA-PPO's R = mean_batch Σ_i ((μ_i(ŝ) − μ_i(s))/σ_i)² at the SGLD ŝ (`sgld_max_divergence`).
+
+    μ(s) is detached, σ is not (reference `robust_ppo_detach_stdev: False`), ŝ is a constant.
+    Used by `sappo` (weight κ) and `wocar` (weight κ_KL). `mean`: μ(s) if the caller has it.
+    """
+    target = clean_mean(core, obs) if mean is None else mean.detach()
+    perturbed = sgld_max_divergence(core, obs, eps, steps, step_size, target)
+    return ((core.policy(perturbed) - target) / core.policy.std).pow(2).sum(-1).mean()
+
+
 def pgd_min_surrogate(core: PPOCore, mb: Minibatch, eps: float, steps: int, step_size: float) -> torch.Tensor:
     """AR-PPO's inner problem: ŝ ≈ argmin over B_ε(s) of g(π_θ(a|ŝ)/π_old(a|s), Â).
 

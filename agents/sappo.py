@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robbench.agents._robust import StateAdversarialObjective, clean_mean, sgld_max_divergence
+from robbench.agents._robust import StateAdversarialObjective, sa_regulariser
 from robbench.ppo import Minibatch, PPOCore
 from robbench.registry import register_trainer
 
@@ -36,7 +36,4 @@ class SAPPO(StateAdversarialObjective):
 
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         eps = core.eps_now
-        target = clean_mean(core, mb.obs)
-        perturbed = sgld_max_divergence(core, mb.obs, eps, self.inner_steps, self.step_size(eps), target)
-        regulariser = ((core.policy(perturbed) - target) / core.policy.std).pow(2).sum(-1).mean()
-        return self.robust_weight * regulariser
+        return self.robust_weight * sa_regulariser(core, mb.obs, eps, self.inner_steps, self.step_size(eps))

@@ -8,8 +8,9 @@ from typing import Any
 
 import torch
 
+from robbench.agents._robust import sa_regulariser
 from robbench.agents._bounds import (
-    PolicyMeanBounds, check_choice, check_int, check_number, sgld_kl_regulariser,
+    PolicyMeanBounds, check_choice, check_int, check_number,
 )
 from robbench.envs import get_env_spec
 from robbench.errors import RobbenchError
@@ -194,8 +195,7 @@ class WocaR(Objective):
         mean = core.policy(mb.obs)
         loss = -core.surrogate(gaussian_log_prob(mean, core.policy.log_std, mb.actions), robust).mean()
         if self.kappa > 0:
-            regulariser = sgld_kl_regulariser(
-                core.policy, mb.obs, core.eps_now, core.gen, self.sgld_steps, clean_mean=mean.detach()
-            )
+            eps = core.eps_now
+            regulariser = sa_regulariser(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps, mean)
             loss = loss + self.kappa * regulariser
         return loss

@@ -20,7 +20,7 @@ import scipy.special
 import torch
 from typer.testing import CliRunner
 
-from robbench.agents._bounds import sgld_kl_regulariser
+from robbench.agents._robust import sa_regulariser
 from robbench.agents.radial import _expo_ratio, radial_eps, radial_surrogate
 from robbench.agents.sappo_convex import convex_kl_bound
 from robbench.agents.wocar import worst_action
@@ -142,7 +142,7 @@ def test_convex_regulariser_bounds_the_sgld_divergence():
             assert bool((bound >= divergence - 1e-5).all()), f"beta={beta}: R below a reachable divergence"
     assert float(divergence.mean()) > 1e-3  # the comparison is not vacuous
     # WocaR's SGLD regulariser (batch mean of the same divergence) lies between 0 and the bound
-    sgld = sgld_kl_regulariser(policy, obs, EPS, torch.Generator().manual_seed(1))
+    sgld = sa_regulariser(core, obs, EPS, 10, EPS / 10)
     assert 0.5 * float(divergence.mean()) < float(sgld.detach()) <= float(bound.mean()) + 1e-5
 
 
