@@ -6,8 +6,8 @@
   bounds follow every optimizer step and their gradients land in the policy (tested).
 - `ramp_fraction`: how far the core's ε ramp has gone (0 → 1), for schedules that move "alongside ε".
   The `sappo` trainer computes the same quantity; the two should be merged when both exist.
-- `apply_ppo_overrides`: per-trainer PPO settings (HalfCheetah's reference configs of SA-PPO
-  convex and RADIAL use other learning rates), applied in `Objective.setup`; see its docstring.
+- `check_ppo`: validates per-trainer PPO settings (HalfCheetah's reference configs of SA-PPO
+  convex and RADIAL use other learning rates), returned by `Objective.ppo_overrides`.
 """
 
 from __future__ import annotations
@@ -69,18 +69,6 @@ def check_ppo(value: Any) -> dict[str, Any]:
         if kind is float and (isinstance(item, bool) or not isinstance(item, (int, float)) or item < 0):
             raise RobbenchError(f"ppo.{key} must be a number ≥ 0, got {item!r}")
     return {key: OVERRIDABLE_PPO[key](item) for key, item in value.items()}
-
-
-def apply_ppo_overrides(core: Any, overrides: dict[str, Any]) -> None:
-    """Set trainer-specific PPO settings (checked by `check_ppo`) on a freshly built core.
-
-    Called from `Objective.setup`. The core has no hook for a trainer to change PPO settings before
-    it is built, so they are written into `core.cfg`; they take effect from the first iteration (the
-    core re-reads them every iteration) and are recorded in the checkpoint's `config`, which is
-    written after training.
-    """
-    for key, value in overrides.items():
-        setattr(core.cfg, key, value)
 
 
 def check_number(name: str, value: Any, low: float = 0.0) -> float:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from robbench.agents._bounds import (
-    HALFCHEETAH_PPO, PolicyMeanBounds, apply_ppo_overrides, check_choice, check_number, check_ppo,
+    HALFCHEETAH_PPO, PolicyMeanBounds, check_choice, check_number, check_ppo,
 )
 from robbench.envs import get_env_spec
 from robbench.errors import RobbenchError
@@ -144,8 +144,10 @@ class Radial(Objective):
             "ppo": dict(HALFCHEETAH_PPO) if env == "halfcheetah" else {},
         }
 
+    def ppo_overrides(self) -> dict[str, Any]:
+        return dict(self.ppo)
+
     def setup(self, core: PPOCore) -> None:
-        apply_ppo_overrides(core, self.ppo)
         self.bounds = PolicyMeanBounds(core.policy)
         self._total_steps = core.cfg.iterations * core.cfg.epochs * core.cfg.minibatches
 

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from robbench.agents._bounds import (
-    HALFCHEETAH_PPO, PolicyMeanBounds, apply_ppo_overrides, check_number, check_ppo, ramp_fraction,
+    HALFCHEETAH_PPO, PolicyMeanBounds, check_number, check_ppo, ramp_fraction,
 )
 from robbench.envs import get_env_spec
 from robbench.errors import RobbenchError
@@ -74,8 +74,10 @@ class SAPPOConvex(Objective):
             "ppo": dict(HALFCHEETAH_PPO) if env == "halfcheetah" else {},
         }
 
+    def ppo_overrides(self) -> dict[str, Any]:
+        return dict(self.ppo)
+
     def setup(self, core: PPOCore) -> None:
-        apply_ppo_overrides(core, self.ppo)
         self.bounds = PolicyMeanBounds(core.policy)
 
     def beta(self, core: PPOCore) -> float:

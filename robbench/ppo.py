@@ -193,6 +193,11 @@ class Objective:
     def config(self) -> dict[str, Any]:
         return dict(self.params)
 
+    def ppo_overrides(self) -> dict[str, Any]:
+        """PPO settings this trainer changes (e.g. a reference config's learning rates), applied to
+        the run's PPOConfig before the core builds anything and recorded with it."""
+        return {}
+
     def setup(self, core: PPOCore) -> None:
         pass
 
@@ -215,9 +220,11 @@ class PPOCore:
     def __init__(self, cfg: PPOConfig, objective: Objective | None = None, envs: EnvBatch | None = None):
         """`envs` defaults to `cfg.num_envs` copies of `cfg.env`; a learned attacker passes an env
         object with the same interface that wraps its victim."""
+        self.objective = objective or Objective()
+        for key, value in self.objective.ppo_overrides().items():
+            setattr(cfg, key, value)
         cfg.validate()
         self.cfg = cfg
-        self.objective = objective or Objective()
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
