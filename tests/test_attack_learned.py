@@ -10,6 +10,8 @@ Smoke budgets and one torch thread keep the file well under a minute and a half.
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -25,6 +27,7 @@ from robbench.evaluate import evaluate_attack, evaluate_cell
 from robbench.filters import ObsFilter
 from robbench.policy import Agent, GaussianPolicy, ValueNet
 from robbench.registry import get_attack
+from robbench.store import ResultsStore
 from robbench.threat import Victim, check_in_ball
 
 torch.set_num_threads(1)
@@ -307,6 +310,20 @@ def test_pa_ad_actor_moves_the_victim_along_the_direction(actor):
 
 
 # ------------------------------------------------------------------------ artifacts and scans
+@pytest.fixture(scope="module")
+def own_home(smoke_home, tmp_path_factory):
+    """A private copy of the shared smoke home: the cells and artifacts written here stay here."""
+    home = tmp_path_factory.mktemp("learned") / "home"
+    shutil.copytree(smoke_home, home)
+    return home
+
+
+@pytest.fixture()
+def store(own_home):
+    with ResultsStore(own_home) as s:
+        yield s
+
+
 def test_artifact_is_saved_then_reused_without_fitting(store, monkeypatch):
     params = {"preset": "smoke", "seed": 5}
     key, first = evaluate_cell(store, SMOKE_AGENT, "sa_rl", episodes=2, attack_params=params)
@@ -322,8 +339,8 @@ def test_artifact_is_saved_then_reused_without_fitting(store, monkeypatch):
     np.testing.assert_array_equal(again.returns, first.returns)  # the same adversary, reloaded
 
 
-def test_no_fit_without_artifact_is_one_line(smoke_home):
-    result = CliRunner().invoke(app, ["evaluate", "--home", str(smoke_home), "--agents", SMOKE_AGENT,
+def test_no_fit_without_artifact_is_one_line(own_home):
+    result = CliRunner().invoke(app, ["evaluate", "--home", str(own_home), "--agents", SMOKE_AGENT,
                                       "--attacks", "pa_ad", "--no-fit", "--episodes", "1"])
     assert result.exit_code == 2, result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
@@ -345,6 +362,7 @@ def test_scan_members_are_separate_cells(store):
 
 # ------------------------------------------------------------------------------ configuration
 def test_config_records_the_budget_and_the_member():
+    assert SARLAttack(EPS).config()["preset"] == PAADAttack(EPS).config()["preset"] == "quick"  # as `rs`
     cfg = SARLAttack(EPS, preset="paper", member=215).config()
     assert cfg["grid_size"] == cfg["reference_grid_size"] == len(reference_grid()) == 216
     assert cfg["train_steps"] == cfg["paper_steps"] == 488 * 2048
