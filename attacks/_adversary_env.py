@@ -226,6 +226,11 @@ class PPOAdversaryAttack(LearnedAttack):
         }
 
     @classmethod
+    def preset_budgets(cls) -> dict[str, str]:
+        return {name: f"{len(p.members)} adversaries × {p.iterations} it ({p.iterations * 2048 // 1000}k steps each"
+                      + ("; ant/humanoid ×5)" if name != "smoke" else ")") for name, p in cls.PRESETS.items()}
+
+    @classmethod
     def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
         preset = params.get("preset", DEFAULT_PRESET)
         if preset not in cls.PRESETS:

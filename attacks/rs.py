@@ -266,6 +266,11 @@ class RobustSarsaAttack(IterativeAttack, LearnedAttack):
         }
 
     @classmethod
+    def preset_budgets(cls) -> dict[str, str]:
+        return {name: f"{len(p.grid)} Q nets × {p.rollouts} rollouts ({p.rollouts * STEPS_PER_ROLLOUT // 1000}k steps each)"
+                for name, p in PRESETS.items()}
+
+    @classmethod
     def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
         """Every (ε_sarsa, reg) of the preset's grid, unless the caller picked one network."""
         if any(params.get(k) is not None for k in ("member", "eps_sarsa", "reg")):

@@ -275,9 +275,11 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
         for name, cls in trainers().items():
             t.add_row(name, (cls.__doc__ or "").strip().splitlines()[0])
     elif what == "attacks":
-        t = Table("attack", "needs fitting", "default parameters", "description")
+        t = Table("attack", "needs fitting", "preset budgets (per victim)", "default parameters", "description")
         for name, cls in attacks().items():
-            t.add_row(name, "yes" if cls.needs_fit else "no", json.dumps(cls.default_params()), cls.description)
+            budgets = cls.preset_budgets() if hasattr(cls, "preset_budgets") else {}
+            shown = "\n".join(f"{k}: {v}" for k, v in budgets.items()) or "—"
+            t.add_row(name, "yes" if cls.needs_fit else "no", shown, json.dumps(cls.default_params()), cls.description)
     else:
         with _open_store(home, must_exist=True) as store:
             t = Table(Column("agent id", overflow="fold", min_width=24), "method", "env", "seed", "preset", "steps",

@@ -48,7 +48,7 @@ def sign_gradient_ascent(
     else:
         raise ValueError(f"unknown start {start!r}")
     lo, hi = clean - eps, clean + eps  # Π is one clamp against precomputed bounds
-    x = torch.clamp(x, lo, hi)
+    x = torch.clamp(x, lo, hi)  # a fresh tensor, updated in place below
     signed_step = step if maximize else -step
     for i in range(steps):
         if gradient is not None:
@@ -60,6 +60,11 @@ def sign_gradient_ascent(
             x = x.detach()
         grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
         if noise is not None:
-            grad = grad + noise(i) * torch.randn(grad.shape, generator=gen)
-        x = torch.clamp(x + signed_step * torch.sign(grad), lo, hi)
+            grad.add_(torch.randn(grad.shape, generator=gen).mul_(noise(i)))
+        # x + step·sign(g), projected; in place (x is this solver's own tensor): the same values as
+        # torch.clamp(x + signed_step * torch.sign(grad), lo, hi) without three temporaries
+        if isinstance(signed_step, torch.Tensor):  # per-dimension steps (e.g. WocaR's action box)
+            x = x.addcmul_(grad.sign_(), signed_step).clamp_(lo, hi)
+        else:
+            x = x.add_(grad.sign_(), alpha=signed_step).clamp_(lo, hi)
     return x.detach()

@@ -11,7 +11,10 @@ update loop; it gets these hooks:
   network on the batch, or modify `batch.advantages`).
 - `extra_loss(core, mb)`: a term added to the loss of every minibatch step; `core.eps_now` is the
   ramped ε_t and `core.surrogate(...)` the clipped objective g(r, Â), so SA-PPO, RADIAL, AR-PPO and
-  BAR-PPO are each one function.
+  BAR-PPO are each one function. `mb.mean` is the core's μ(s) (with graph), to reuse rather than
+  recompute.
+- `perturbed_states(core, mb)` (optional, speed only): the ŝ at which `extra_loss` needs μ(ŝ); the
+  core computes μ(s) and μ(ŝ) in one forward and hands μ(ŝ) over as `mb.perturbed_mean`.
 - `surrogate_weight`: weight of the clean PPO surrogate (0 for the "-noguide" ablations).
 - `extra_state()`: tensors saved in the checkpoint beside the policy.
 
@@ -174,6 +177,11 @@ class Minibatch:
     returns: torch.Tensor
     values: torch.Tensor
     index: torch.Tensor  # positions in the Batch, for objectives that keep per-sample extras
+    mean: torch.Tensor | None = None
+    """μ(s) of the policy being updated, with its autograd graph: set by `PPOCore.update` before
+    `Objective.extra_loss`, so an objective reuses the core's forward instead of repeating it."""
+    perturbed_mean: torch.Tensor | None = None
+    """μ(ŝ) (with graph) at the states ŝ returned by `Objective.perturbed_states`, if any."""
 
 
 class Objective:
@@ -203,6 +211,14 @@ class Objective:
 
     def prepare_batch(self, core: PPOCore, batch: Batch) -> None:
         pass
+
+    def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
+        """Optional: states ŝ (one per row of mb.obs, a constant) at which `extra_loss` needs μ(ŝ).
+
+        Called before the core's policy forward; the core then evaluates μ on [s; ŝ] in one
+        forward (cheaper than two on small batches) and sets `mb.perturbed_mean` = μ(ŝ) for
+        `extra_loss`. Default None: nothing extra (and `extra_loss` must not rely on it being set)."""
+        return None
 
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
         return None
@@ -356,7 +372,13 @@ class PPOCore:
                     values=batch.values[idx],
                     index=idx,
                 )
-                mean = self.policy(mb.obs)
+                extra_states = self.objective.perturbed_states(self, mb)
+                if extra_states is None:
+                    mean = self.policy(mb.obs)
+                else:  # μ(s) and μ(ŝ) in one forward
+                    both = self.policy(torch.cat([mb.obs, extra_states]))
+                    mean, mb.perturbed_mean = both[:mb_size], both[mb_size:]
+                mb.mean = mean
                 log_probs = gaussian_log_prob(mean, self.policy.log_std, mb.actions)
                 policy_loss = -self.surrogate(log_probs, mb).mean()
                 loss = self.objective.surrogate_weight * policy_loss - cfg.entropy_coef * self.policy.entropy()

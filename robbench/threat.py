@@ -150,6 +150,11 @@ class LearnedAttack(Attack):
     def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
         return [{}]
 
+    @classmethod
+    def preset_budgets(cls) -> dict[str, str]:
+        """Budget preset name -> what it trains (shown by `robbench list attacks`)."""
+        return {}
+
     def fit_config(self) -> dict[str, Any]:
         return self.config()
 
