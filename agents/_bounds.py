@@ -1,6 +1,7 @@
 """What the bound-based trainers (`sappo-convex`, `radial`, `wocar`) share. Not a trainer itself.
 
-- `PolicyMeanBounds`: one auto-LiRPA `BoundedModule` of the policy mean μ, built once per trainer
+- `PolicyMeanBounds`: bounds of the policy mean μ over the ε-ball; training uses the plain-torch
+  `robbench.fastbounds` path, validated against one auto-LiRPA `BoundedModule` built once per trainer
   (tracing costs ~0.1 s; rebuilding it per minibatch would dominate training). auto-LiRPA wraps the
   module without copying it: the BoundedModule's parameters *are* `core.policy.mean_net`'s, so the
   bounds follow every optimizer step and their gradients land in the policy (tested).
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 
 from robbench.errors import RobbenchError
+from robbench.fastbounds import FastMLPBounds, TanhTable
 from robbench.lirpa_compat import bounded_module, bounds, mixed_ibp_crown_ibp
 from robbench.policy import GaussianPolicy
 
@@ -33,19 +35,34 @@ SGLD_TEMPERATURE = 1e-5
 
 
 class PolicyMeanBounds:
-    """Certified bounds of μ(ŝ) over B_ε(s) for every row of a batch, via one shared BoundedModule."""
+    """Certified bounds of μ(ŝ) over B_ε(s) for every row of a batch.
+
+    `ibp` and `mixed` (used in training) run the plain-torch `robbench.fastbounds.FastMLPBounds`
+    on the live policy (same bounds and gradients as auto-LiRPA up to float rounding, several times
+    faster; tests/test_fast_paths.py); it takes auto-LiRPA's tanh tangent tables from the shared
+    BoundedModule, which stays available as the reference (`reference_ibp`, `reference_mixed`).
+    """
 
     def __init__(self, policy: GaussianPolicy):
         obs_dim = policy.mean_net[0].in_features
         self.mean_net = policy.mean_net
         self.bmodel = bounded_module(policy.mean_net, torch.zeros(1, obs_dim))
+        self.fast = FastMLPBounds(policy.mean_net, TanhTable.from_bounded_module(self.bmodel))
 
     def ibp(self, obs: torch.Tensor, eps: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Interval bound propagation: [μ_lo, μ_hi], differentiable in the policy parameters."""
-        return bounds(self.bmodel, obs, eps, "ibp")
+        return self.fast.ibp(obs, eps)
 
     def mixed(self, obs: torch.Tensor, eps: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
         """β·IBP + (1 − β)·CROWN-IBP (both sound, so the mix is sound); β = 1 costs one IBP pass."""
+        return self.fast.mixed(obs, eps, beta)
+
+    def reference_ibp(self, obs: torch.Tensor, eps: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`ibp` computed by auto-LiRPA (the slow reference path)."""
+        return bounds(self.bmodel, obs, eps, "ibp")
+
+    def reference_mixed(self, obs: torch.Tensor, eps: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """`mixed` computed by auto-LiRPA (the slow reference path)."""
         return mixed_ibp_crown_ibp(self.bmodel, obs, eps, beta)
 
 

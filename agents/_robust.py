@@ -133,9 +133,11 @@ class MeanNet:
         """x ↦ ∇ₓ Σ f(μ(x)) computed by hand, for `sign_gradient_ascent(gradient=...)`: no autograd
         round trip per inner step."""
 
+        direction = getattr(head, "direction", None)  # u alone, when the head can skip f
+
         def grad(x: torch.Tensor) -> torch.Tensor:
             acts = self.hidden_activations(x)
-            _, u = head(acts[-1])
+            u = head(acts[-1])[1] if direction is None else direction(acts[-1])
             return self.backward_to_input(u @ head.back, acts)
 
         return grad
@@ -187,8 +189,12 @@ class DivergenceHead:
         self.back = (2.0 * inv_var).unsqueeze(-1) * net.out_weight
 
     def __call__(self, last_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        d = torch.addmm(self.offset, last_hidden, self.weight_t)
+        d = self.direction(last_hidden)
         return (d * d) @ self.inv_var, d
+
+    def direction(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """u = d alone (the solver's gradient does not need R itself)."""
+        return torch.addmm(self.offset, last_hidden, self.weight_t)
 
 
 class SurrogateHead:
@@ -249,15 +255,26 @@ def sgld_max_divergence(core: PPOCore, obs: torch.Tensor, eps: float, steps: int
 
 
 def sa_regulariser(core: PPOCore, obs: torch.Tensor, eps: float, steps: int, step_size: float,
-                   mean: torch.Tensor | None = None) -> torch.Tensor:
+                   mean: torch.Tensor | None = None, perturbed_mean: torch.Tensor | None = None) -> torch.Tensor:
     """SA-PPO's R = mean_batch Σ_i ((μ_i(ŝ) − μ_i(s))/σ_i)² at the SGLD ŝ (`sgld_max_divergence`).
 
     μ(s) is detached, σ is not (reference `robust_ppo_detach_stdev: False`), ŝ is a constant.
-    Used by `sappo` (weight κ) and `wocar` (weight κ_KL). `mean`: μ(s) if the caller has it.
+    Used by `sappo` (weight κ) and `wocar` (weight κ_KL). `mean`: μ(s) if the caller has it;
+    `perturbed_mean`: μ(ŝ) (with graph) if the caller already found ŝ (`sa_perturbed_states`) and
+    evaluated it (the core's `mb.perturbed_mean`).
     """
     target = clean_mean(core, obs) if mean is None else mean.detach()
-    perturbed = sgld_max_divergence(core, obs, eps, steps, step_size, target)
-    return ((core.policy(perturbed) - target) / core.policy.std).pow(2).sum(-1).mean()
+    if perturbed_mean is None:
+        perturbed_mean = core.policy(sgld_max_divergence(core, obs, eps, steps, step_size, target))
+    return ((perturbed_mean - target) / core.policy.std).pow(2).sum(-1).mean()
+
+
+def sa_perturbed_states(core: PPOCore, obs: torch.Tensor, eps: float, steps: int,
+                        step_size: float) -> torch.Tensor | None:
+    """The SGLD ŝ of `sa_regulariser`, for `Objective.perturbed_states` (None at ε = 0: nothing to
+    merge). The solver's μ(s) is computed by its own sigmoid-form forward (`MeanNet.mean`; equal to
+    the core's μ(s) up to float rounding)."""
+    return None if eps == 0.0 else sgld_max_divergence(core, obs, eps, steps, step_size)
 
 
 def pgd_min_surrogate(core: PPOCore, mb: Minibatch, eps: float, steps: int, step_size: float) -> torch.Tensor:
@@ -276,12 +293,16 @@ def pgd_min_surrogate(core: PPOCore, mb: Minibatch, eps: float, steps: int, step
 
 
 # ---------------------------------------------------------------------------- outer objective
-def robust_surrogate_loss(core: PPOCore, mb: Minibatch, perturbed: torch.Tensor) -> torch.Tensor:
+def robust_surrogate_loss(core: PPOCore, mb: Minibatch, perturbed: torch.Tensor | None,
+                          perturbed_mean: torch.Tensor | None = None) -> torch.Tensor:
     """L_ar / L_bar (paper Alg. 2 line 9 / Alg. 3 line 9) = mean(−c_ent·H − g(π_θ(a|ŝ)/π_old(a|s), Â)).
 
     ŝ is a constant (no second-order terms); H is the usual entropy bonus (state-independent σ).
+    `perturbed_mean`: μ(ŝ) if the caller has it (then `perturbed` is not used).
     """
-    log_probs = gaussian_log_prob(core.policy(perturbed), core.policy.log_std, mb.actions)
+    if perturbed_mean is None:
+        perturbed_mean = core.policy(perturbed)
+    log_probs = gaussian_log_prob(perturbed_mean, core.policy.log_std, mb.actions)
     loss = -core.surrogate(log_probs, mb).mean()
     if core.cfg.entropy_coef:  # 0 in every reference config: skip the ops
         loss = loss - core.cfg.entropy_coef * core.policy.entropy()
@@ -299,6 +320,12 @@ class SurrogateAdversaryObjective(StateAdversarialObjective):
     def adversarial_states(self, core: PPOCore, mb: Minibatch, eps: float) -> torch.Tensor:
         """ŝ ∈ B_ε(s) for the minibatch (the trainer's inner problem)."""
 
+    def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
+        """ŝ found before the core's forward, so μ(s) and μ(ŝ) share one forward."""
+        return self.adversarial_states(core, mb, core.eps_now)
+
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
+        if mb.perturbed_mean is not None:  # the core evaluated our `perturbed_states`
+            return self.robust_weight * robust_surrogate_loss(core, mb, None, mb.perturbed_mean)
         perturbed = self.adversarial_states(core, mb, core.eps_now)
         return self.robust_weight * robust_surrogate_loss(core, mb, perturbed)

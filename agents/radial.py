@@ -81,7 +81,8 @@ def radial_surrogate(
     = min(g(r), g(r_hi), g(r_lo)). At ε = 0, d_min = d_max = |a − μ(s)| and L_adv = g(r).
     """
     policy = core.policy
-    log_prob = gaussian_log_prob(policy(mb.obs), policy.log_std, mb.actions)
+    mean = policy(mb.obs) if mb.mean is None else mb.mean  # the core's μ(s), reused
+    log_prob = gaussian_log_prob(mean, policy.log_std, mb.actions)
     clean = core.surrogate(log_prob, mb)
     lo, hi = bounds.ibp(mb.obs, eps)
     a = mb.actions

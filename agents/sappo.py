@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from robbench.agents._robust import StateAdversarialObjective, sa_regulariser
+from robbench.agents._robust import StateAdversarialObjective, sa_perturbed_states, sa_regulariser
 from robbench.ppo import Minibatch, PPOCore
 from robbench.registry import register_trainer
 
@@ -34,6 +34,12 @@ class SAPPO(StateAdversarialObjective):
 
     KAPPA = {"hopper": 1.0, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.003}
 
+    def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
+        """The SGLD ŝ, found before the core's forward so μ(s) and μ(ŝ) share one forward."""
+        eps = core.eps_now
+        return sa_perturbed_states(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         eps = core.eps_now
-        return self.robust_weight * sa_regulariser(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+        return self.robust_weight * sa_regulariser(core, mb.obs, eps, self.inner_steps, self.step_size(eps),
+                                                   mb.mean, mb.perturbed_mean)

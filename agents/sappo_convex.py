@@ -20,7 +20,8 @@ KAPPA = {"hopper": 0.1, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "huma
 
 
 def convex_kl_bound(
-    bounds: PolicyMeanBounds, policy: torch.nn.Module, obs: torch.Tensor, eps: float, beta: float
+    bounds: PolicyMeanBounds, policy: torch.nn.Module, obs: torch.Tensor, eps: float, beta: float,
+    mean: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Per-sample Σ_i u_i²/σ_i², u = max(|lb − μ(s)|, |ub − μ(s)|) with [lb, ub] ⊇ μ(B_ε(s)).
 
@@ -29,7 +30,7 @@ def convex_kl_bound(
     Neither μ(s) nor σ is detached (the reference's convex path), so gradients reach every policy
     parameter through the bounds, μ(s) and σ.
     """
-    mean = policy(obs)
+    mean = policy(obs) if mean is None else mean  # `mean`: μ(s) with its graph, if the caller has it
     lb, ub = bounds.mixed(obs, eps, beta)
     u = torch.maximum((lb - mean).abs(), (ub - mean).abs())
     return (u / policy.std).pow(2).sum(-1)
@@ -89,4 +90,4 @@ class SAPPOConvex(Objective):
         eps = core.eps_now
         if eps == 0.0 or self.kappa == 0.0:
             return None
-        return self.kappa * convex_kl_bound(self.bounds, core.policy, mb.obs, eps, self.beta(core)).mean()
+        return self.kappa * convex_kl_bound(self.bounds, core.policy, mb.obs, eps, self.beta(core), mb.mean).mean()

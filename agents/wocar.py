@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robbench.agents._robust import sa_regulariser
+from robbench.agents._robust import sa_perturbed_states, sa_regulariser
 from robbench.agents._bounds import (
     PolicyMeanBounds, check_choice, check_int, check_number,
 )
@@ -188,14 +188,22 @@ class WocaR(Objective):
             target.lerp_(online, self.tau)
 
     # -------------------------------------------------------------------------------- policy
+    def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
+        """The SGLD ŝ of the κ·R term, found before the core's forward (one forward for μ(s), μ(ŝ))."""
+        if self.kappa <= 0:
+            return None
+        eps = core.eps_now
+        return sa_perturbed_states(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps)
+
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         worst_q = self._worst_q[mb.index]
         worst_q = (worst_q - worst_q.mean()) / (worst_q.std() + 1e-8)
         robust = dataclasses.replace(mb, advantages=mb.advantages + self.weight(core) * worst_q)
-        mean = core.policy(mb.obs)
+        mean = core.policy(mb.obs) if mb.mean is None else mb.mean  # the core's μ(s), reused
         loss = -core.surrogate(gaussian_log_prob(mean, core.policy.log_std, mb.actions), robust).mean()
         if self.kappa > 0:
             eps = core.eps_now
-            regulariser = sa_regulariser(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps, mean)
+            regulariser = sa_regulariser(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps, mean,
+                                         mb.perturbed_mean)
             loss = loss + self.kappa * regulariser
         return loss
