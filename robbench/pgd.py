@@ -50,6 +50,8 @@ def sign_gradient_ascent(
     lo, hi = clean - eps, clean + eps  # Π is one clamp against precomputed bounds
     x = torch.clamp(x, lo, hi)  # a fresh tensor, updated in place below
     signed_step = step if maximize else -step
+    # All K noise draws in one call (one op instead of K; same distribution, seeded by `gen`).
+    noises = torch.randn((steps, *clean.shape), generator=gen) if noise is not None else None
     for i in range(steps):
         if gradient is not None:
             grad = gradient(x)
@@ -59,8 +61,8 @@ def sign_gradient_ascent(
                 (grad,) = torch.autograd.grad(objective(x).sum(), x)
             x = x.detach()
         grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
-        if noise is not None:
-            grad.add_(torch.randn(grad.shape, generator=gen).mul_(noise(i)))
+        if noises is not None:
+            grad.add_(noises[i], alpha=noise(i))
         # x + step·sign(g), projected; in place (x is this solver's own tensor): the same values as
         # torch.clamp(x + signed_step * torch.sign(grad), lo, hi) without three temporaries
         if isinstance(signed_step, torch.Tensor):  # per-dimension steps (e.g. WocaR's action box)
