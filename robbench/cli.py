@@ -204,8 +204,8 @@ def report(
         False, "--compare-paper", help="Show the paper's published rows (gym v2, 17-seed medians) beside ours, "
         "in a separate block, never ranked with ours."),
     paper_csv: Optional[str] = typer.Option(
-        None, "--paper-csv", help="Published results CSV for --compare-paper (default: "
-        "../shared/reference/paper_results.csv next to the repository)."),
+        None, "--paper-csv", help="Published results CSV for --compare-paper (default: the BARPO paper's "
+        "Tables 1-4, shipped as robbench/data/paper_results.csv)."),
     home: Optional[str] = HomeOpt,
 ):
     """Print or write the leaderboards (boards, significance, seed aggregates, trust flags)."""
@@ -218,11 +218,9 @@ def report(
         raise unknown("format", format, FORMATS)
     if compare_paper:
         if paper_csv is None:
-            default = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_results.csv"
-            if not default.is_file():
-                raise RobbenchError(f"--compare-paper: no published results at {str(default)!r}; "
-                                    "pass --paper-csv PATH")
-            paper_csv = str(default)
+            from robbench.report import PAPER_CSV
+
+            paper_csv = str(PAPER_CSV)
         elif not Path(paper_csv).is_file():
             raise RobbenchError(f"--paper-csv {paper_csv!r} is not a file")
     with _open_store(home, must_exist=True) as store:

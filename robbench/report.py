@@ -556,6 +556,11 @@ class PaperRow:
         }
 
 
+PAPER_CSV = Path(__file__).parent / "data" / "paper_results.csv"
+"""The BARPO paper's Tables 1-4 (a copy of ../shared/reference/paper_results.csv, shipped with the
+package so `--compare-paper` works from any install)."""
+
+
 def load_paper_results(path: str | Path) -> list[PaperRow]:
     """Read ../shared/reference/paper_results.csv into one row per (env, mapped method)."""
     path = Path(path)

@@ -29,6 +29,7 @@ def test_wheel_in_fresh_venv(tmp_path):
     assert not {"agents", "attacks", "tests", "reports"} & top, top
     installed = sorted(p.name for p in (site / "robbench").iterdir())
     assert {"agents", "attacks"} <= set(installed)
+    assert (site / "robbench" / "data" / "paper_results.csv").is_file()  # --compare-paper works anywhere
     # Dependencies (torch, gymnasium, ...) come from the current environment, after the venv's own.
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     probe = (
