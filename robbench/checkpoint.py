@@ -61,6 +61,7 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
         save_file(tensors, tmp, metadata=header)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are shared read-only data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
