@@ -100,8 +100,9 @@ class MeanNet:
     (same function up to float rounding).
     """
 
-    def __init__(self, policy: GaussianPolicy):
-        mods = list(policy.mean_net) if isinstance(policy.mean_net, nn.Sequential) else []
+    def __init__(self, policy: GaussianPolicy | nn.Sequential):
+        network = policy.mean_net if isinstance(policy, GaussianPolicy) else policy
+        mods = list(network) if isinstance(network, nn.Sequential) else []
         if not mods or len(mods) % 2 == 0 or not all(
             isinstance(m, nn.Linear if i % 2 == 0 else nn.Tanh) for i, m in enumerate(mods)
         ):
@@ -197,6 +198,16 @@ class DivergenceHead:
         return torch.addmm(self.offset, last_hidden, self.weight_t)
 
 
+class OutputHead:
+    """f(x) = the network's own scalar output (e.g. a Q network): ∂f/∂s_{L−1} = A_L."""
+
+    def __init__(self, net: MeanNet):
+        self.back = net.out_weight  # (1, H)
+
+    def direction(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        return last_hidden.new_ones(last_hidden.shape[0], 1)
+
+
 class SurrogateHead:
     """g(π_θ(a|x)/π_old(a|s), Â) = min(r·Â, clip(r, 1±c)·Â) per sample.
 
@@ -214,6 +225,11 @@ class SurrogateHead:
         self.log_ratio_offset = -(log_std.sum() + 0.5 * log_std.numel() * LOG_2PI) - mb.log_probs
         self.advantages, self.low, self.high = mb.advantages, 1.0 - clip, 1.0 + clip
         self.back = inv_var.unsqueeze(-1) * net.out_weight
+        # For `direction`: r·Â is the min of the two branches iff log r ≤ log(1 + c) where Â ≥ 0,
+        # log r ≥ log(1 − c) where Â < 0; written as one comparison `side·log r ≤ side·bound`.
+        positive = mb.advantages >= 0
+        self.side = torch.where(positive, 1.0, -1.0)
+        self.side_bound = torch.where(positive, math.log(1.0 + clip), -math.log(1.0 - clip))
 
     def __call__(self, last_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = torch.addmm(self.offset, last_hidden, self.neg_weight_t)
@@ -221,6 +237,17 @@ class SurrogateHead:
         unclipped = ratio * self.advantages
         value = torch.minimum(unclipped, ratio.clamp(self.low, self.high) * self.advantages)
         return value, (unclipped * (unclipped <= value)).unsqueeze(-1) * z
+
+    def direction(self, last_hidden: torch.Tensor) -> torch.Tensor:
+        """u up to a positive per-sample factor (r > 0): Â·[r·Â is the min]·z.
+
+        The solver uses only the sign of each sample's gradient, which is linear in that sample's
+        u, so dropping r leaves ŝ unchanged and saves the exp, clamp and min of `__call__`.
+        """
+        z = torch.addmm(self.offset, last_hidden, self.neg_weight_t)
+        log_ratio = torch.addmv(self.log_ratio_offset, z * z, self.inv_var, alpha=-0.5)
+        active = (log_ratio * self.side) <= self.side_bound
+        return (self.advantages * active).unsqueeze(-1) * z
 
 
 # ----------------------------------------------------------------------------- inner solvers

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from robbench.agents._robust import sa_perturbed_states, sa_regulariser
+from robbench.agents._robust import MeanNet, OutputHead, sa_perturbed_states, sa_regulariser
 from robbench.agents._bounds import (
     PolicyMeanBounds, check_choice, check_int, check_number,
 )
@@ -46,8 +46,18 @@ def worst_action(
     def q_value(actions: torch.Tensor) -> torch.Tensor:
         return q_net(torch.cat([next_obs, actions], -1)).squeeze(-1)
 
+    # ∇_a Q by hand (the inner solvers' sigmoid-form MLP backward, no autograd per step): the
+    # gradient with respect to concat(s', a), action columns kept.
+    net = MeanNet(q_net)
+    full_gradient = net.gradient(OutputHead(net))
+    obs_dim = next_obs.shape[-1]
+
+    def q_gradient(actions: torch.Tensor) -> torch.Tensor:
+        return full_gradient(torch.cat([next_obs, actions], -1))[:, obs_dim:]
+
     return sign_gradient_ascent(
-        q_value, centre, radius, gen, steps=steps, step_size=2 * radius / steps, start="clean", maximize=False
+        q_value, centre, radius, gen, steps=steps, step_size=2 * radius / steps, start="clean", maximize=False,
+        gradient=q_gradient,
     )
 
 
@@ -184,8 +194,7 @@ class WocaR(Objective):
     @torch.no_grad()
     def polyak(self) -> None:
         """Q_target ← (1 − τ)·Q_target + τ·Q_w."""
-        for target, online in zip(self.q_target.parameters(), self.q.parameters()):
-            target.lerp_(online, self.tau)
+        torch._foreach_lerp_(list(self.q_target.parameters()), list(self.q.parameters()), self.tau)
 
     # -------------------------------------------------------------------------------- policy
     def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:

@@ -54,13 +54,13 @@ def sign_gradient_ascent(
     noises = torch.randn((steps, *clean.shape), generator=gen) if noise is not None else None
     for i in range(steps):
         if gradient is not None:
-            grad = gradient(x)
+            grad = gradient(x)  # a hand-written backward through a finite network: finite
         else:
             x.requires_grad_(True)
             with torch.enable_grad():
                 (grad,) = torch.autograd.grad(objective(x).sum(), x)
             x = x.detach()
-        grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
+            grad = torch.nan_to_num(grad, nan=0.0)  # a NaN gradient must not turn ŝ into NaN
         if noises is not None:
             grad.add_(noises[i], alpha=noise(i))
         # x + step·sign(g), projected; in place (x is this solver's own tensor): the same values as

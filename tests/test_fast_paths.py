@@ -191,3 +191,47 @@ def test_merged_forward_equals_standalone_extra_loss(method):
                 assert torch.allclose(g, w, rtol=1e-4, atol=1e-7)
     finally:
         core.envs.close()
+
+
+def test_arppo_direction_shortcut_gives_the_same_perturbed_states():
+    """AR-PPO's solver uses the surrogate head's `direction` (u without the positive factor r):
+    the sign of each sample's gradient, hence ŝ, must equal the full-gradient (autograd) solve."""
+    from robbench.agents import _robust
+    from robbench.ppo import Minibatch
+
+    torch.manual_seed(0)
+    policy = rough_policy(3)
+    obs = torch.randn(64, 11)
+    with torch.no_grad():
+        mean = policy(obs)
+        actions = mean + policy.std * torch.randn(64, 3)
+        old_log_probs = _robust.gaussian_log_prob(mean + 0.3 * torch.randn(64, 3), policy.log_std, actions)
+    adv = torch.randn(64)
+    mb = Minibatch(obs, actions, old_log_probs, adv, torch.zeros(64), torch.zeros(64), torch.arange(64))
+    net = _robust.MeanNet(policy)
+    head = _robust.SurrogateHead(net, mb, policy.log_std.detach(), 0.2)
+    args = dict(steps=10, step_size=0.01, start="uniform", maximize=False)
+    fast = sign_gradient_ascent(net.objective(head), obs, 0.1, torch.Generator().manual_seed(1),
+                                gradient=net.gradient(head), **args)
+    slow = sign_gradient_ascent(net.objective(head), obs, 0.1, torch.Generator().manual_seed(1), **args)
+    assert torch.equal(fast, slow)
+    assert float((fast - obs).abs().max()) > 0.05  # the solve moved
+
+
+def test_wocar_worst_action_hand_gradient_equals_autograd():
+    """WocaR's a* search differentiates Q_w by hand (sigmoid-form backward); same a* as autograd."""
+    from robbench.agents.wocar import worst_action
+
+    torch.manual_seed(0)
+    q = mlp(14, 1, (64, 64), out_gain=1.0)
+    s = torch.randn(512, 11)
+    lo = torch.randn(512, 3) * 0.3 - 0.5
+    hi = lo + 0.4
+    fast = worst_action(q, s, lo, hi, torch.Generator().manual_seed(0))
+    centre, radius = (hi + lo) / 2, (hi - lo) / 2
+    slow = sign_gradient_ascent(lambda a: q(torch.cat([s, a], -1)).squeeze(-1), centre, radius,
+                                torch.Generator().manual_seed(0), steps=50, step_size=2 * radius / 50,
+                                start="clean", maximize=False)
+    assert torch.equal(fast, slow)
+    with torch.no_grad():
+        assert float(q(torch.cat([s, fast], -1)).mean()) < float(q(torch.cat([s, centre], -1)).mean())
