@@ -235,3 +235,24 @@ def test_wocar_worst_action_hand_gradient_equals_autograd():
     assert torch.equal(fast, slow)
     with torch.no_grad():
         assert float(q(torch.cat([s, fast], -1)).mean()) < float(q(torch.cat([s, centre], -1)).mean())
+
+
+def test_wocar_hand_td_gradients_equal_autograd():
+    """WocaR's Q step writes its gradients by hand; they must equal autograd's on the same loss."""
+    from robbench.agents.wocar import linear_layers, td_step_gradients
+
+    torch.manual_seed(0)
+    q, q_target = mlp(14, 1, (64, 64), out_gain=1.0), mlp(14, 1, (64, 64), out_gain=1.0)
+    sa, next_sa = torch.randn(64, 14), torch.randn(64, 14)
+    rewards, not_done = torch.randn(64), (torch.rand(64) > 0.1).float()
+    loss = td_step_gradients(linear_layers(q), linear_layers(q_target), sa, next_sa, rewards, not_done, 0.99)
+    hand = [p.grad.clone() for p in q.parameters()]
+    q.zero_grad()
+    with torch.no_grad():
+        target = rewards + 0.99 * not_done * q_target(next_sa).squeeze(-1)
+    ref = (q(sa).squeeze(-1) - target).pow(2).mean()
+    ref.backward()
+    assert torch.allclose(loss, ref.detach(), rtol=1e-6)
+    for h, p in zip(hand, q.parameters()):
+        assert h.shape == p.grad.shape and torch.allclose(h, p.grad, rtol=1e-5, atol=1e-7)
+    assert all(float(p.grad.abs().max()) > 0 for p in q.parameters())
