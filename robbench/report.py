@@ -41,7 +41,9 @@ Trust flags (the way RobustBench marks unreliable evaluations). A result is flag
 and, per row,
 
 - ``random-worst``: the worst case is set by ``random`` noise alone (no stronger attack was run,
-  or every stronger attack was weaker than noise).
+  or every stronger attack was weaker than noise);
+- ``missing-attacks``: the row lacks attacks that other rows of the same board were evaluated under,
+  so its worst case is a minimum over fewer attacks and its rank is not comparable.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ FLAG_LABELS = {
     "under-budget": "attack under budget",
     "action-unmoved": "action never moved",
     "random-worst": "worst only by random",
+    "missing-attacks": "not all attacks",
 }
 FLAG_TEXT = {
     "stochastic": "stochastic evaluation: actions were sampled, not the deterministic mean μ(ŝ)",
@@ -94,6 +97,8 @@ FLAG_TEXT = {
                     "paper_steps, or budget ≠ \"paper\")",
     "action-unmoved": "an attack that never moved the action (info max_action_change = 0)",
     "random-worst": "worst case set only by random noise: no stronger attack lowered it",
+    "missing-attacks": "not evaluated under every attack other entries of the board were: its worst case "
+                       "is a minimum over fewer attacks, so its rank is not comparable",
 }
 
 
@@ -110,6 +115,7 @@ class Entry:
     cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # attack -> cell (+ "returns")
     sha256: str = ""
     certificate: dict[str, Any] | None = None
+    board_attacks: list[str] = field(default_factory=list)  # every attack some entry of the board has
 
     @property
     def natural(self) -> float | None:
@@ -153,6 +159,10 @@ class Entry:
                 worst = self.worst
                 if worst and worst[1] == RANDOM:
                     out.append((code, []))
+            elif code == "missing-attacks":
+                missing = [a for a in self.board_attacks if a not in self.cells]
+                if missing:
+                    out.append((code, missing))
             elif code in by_code:
                 attacks = by_code[code]
                 out.append((code, [] if len(attacks) == len(self.cells) else attacks))
@@ -290,6 +300,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
         for e in entries:
             e.certificate = pick_certificate(certs, e.agent_id, e.sha256, eps)
         attacks = sorted({a for e in entries for a in e.cells}, key=lambda a: (a != NATURAL, a))
+        for e in entries:
+            e.board_attacks = attacks
         entries.sort(key=_rank_key)
         proto = protocols[key]
         departures = Protocol(**proto).departures(env)

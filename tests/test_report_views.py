@@ -100,6 +100,13 @@ def home(tmp_path_factory):
         add_cell(st, rec, "critic", normal(rng, 500, 50, n=10))
         add_cell(st, rec, "none", normal(rng, 900, 50), deterministic=False)
         add_cell(st, rec, "critic", normal(rng, 400, 50), deterministic=False)
+        # barppo is evaluated under every attack of the main board (the clean rows of the flag tests)
+        extra = np.random.default_rng(8)
+        for seed, crit in enumerate([2600, 2400]):
+            rec = st.get_agent(f"hopper/barppo/paper/{seed}")
+            add_cell(st, rec, "sa_rl", normal(extra, crit + 500, 200),
+                     config={"train_steps": PAPER_STEPS, "paper_steps": PAPER_STEPS},
+                     info={"max_action_change": 0.3})
     return home
 
 
@@ -209,12 +216,16 @@ def test_trust_flags_fire(home):
     boards = boards_of(home)
     b = main_board(boards)
     by_id = {e.agent_id: e for e in b.entries}
-    assert dict(by_id["hopper/sappo/paper/0"].flags()) == {"random-worst": []}
+    assert dict(by_id["hopper/sappo/paper/0"].flags()) == {"random-worst": [],
+                                                          "missing-attacks": ["critic", "rs", "sa_rl"]}
     wocar = by_id["hopper/wocar/paper/0"]
     assert [c for c, _ in wocar.cell_flags("critic")] == ["action-unmoved"]
     assert [c for c, _ in wocar.cell_flags("rs")] == ["under-budget"]
     assert [c for c, _ in wocar.cell_flags("sa_rl")] == ["under-budget"]  # budget preset "quick"
-    assert dict(wocar.flags()) == {"under-budget": ["rs", "sa_rl"], "action-unmoved": ["critic"]}
+    assert dict(wocar.flags()) == {"under-budget": ["rs", "sa_rl"], "action-unmoved": ["critic"],
+                                   "missing-attacks": ["random"]}
+    ppo = by_id["hopper/ppo/paper/0"]
+    assert dict(ppo.flags()) == {"missing-attacks": ["rs", "sa_rl"]}
     few = next(bb for bb in boards if bb.protocol["episodes"] == 10)
     assert dict(few.entries[0].flags()) == {"few-episodes": []}
     stoch = next(bb for bb in boards if not bb.protocol["deterministic"])
@@ -222,6 +233,7 @@ def test_trust_flags_fire(home):
     md = cli("report", "--home", home).output
     assert "⚠ worst only by random" in md and "action never moved (critic)" in md
     assert "attack under budget (rs, sa_rl)" in md and "<50 episodes" in md and "stochastic eval" in md
+    assert "not all attacks (critic, rs, sa_rl)" in md
     assert "NON-STANDARD: 10 episodes" in md and "NON-STANDARD: stochastic actions" in md
 
 
@@ -319,7 +331,7 @@ def test_json_one_record_per_entry_with_raw_returns(home):
             stored = [e["ret"] for e in st.episodes(c["cell_key"])]
             assert rec["attacks"][c["attack"]]["returns"] == pytest.approx(stored)
     wocar = next(r for r in records if r["agent"] == "hopper/wocar/paper/0")
-    assert {f["code"] for f in wocar["flags"]} == {"under-budget", "action-unmoved"}
+    assert {f["code"] for f in wocar["flags"]} == {"under-budget", "action-unmoved", "missing-attacks"}
     assert wocar["attacks"]["rs"]["flags"][0]["code"] == "under-budget"
     ppo = [r for r in records if r["method"] == "ppo" and r["preset"] == "paper"]
     assert len({r["method_aggregate"]["median_seed"] for r in ppo}) == 1
@@ -330,7 +342,7 @@ def test_csv_has_flags_and_returns(home):
     rows = list(csv.DictReader(io.StringIO(cli("report", "--home", home, "--format", "csv").output)))
     assert all(r["source"] == "robbench" for r in rows)
     wocar = next(r for r in rows if r["agent"] == "hopper/wocar/paper/0")
-    assert set(wocar["flags"].split()) == {"under-budget", "action-unmoved"}
+    assert set(wocar["flags"].split()) == {"under-budget", "action-unmoved", "missing-attacks"}
     assert len(wocar["rs_returns"].split()) == 50
 
 
