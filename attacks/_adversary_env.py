@@ -114,6 +114,17 @@ class AdversaryEnv:
         self._states = self._normalize(raw_next)
         return self._states.copy(), -rewards, terminated, truncated
 
+    def get_state(self) -> dict:
+        return {"envs": self.envs.get_state(), "states": self._states, "gen": self.gen.get_state(),
+                "max_perturbation": self.max_perturbation, "victim_forwards": self.victim_forwards}
+
+    def set_state(self, state: dict) -> None:
+        self.envs.set_state(state["envs"])
+        self._states = state["states"].copy()
+        self.gen.set_state(state["gen"])
+        self.max_perturbation = float(state["max_perturbation"])
+        self.victim_forwards = int(state["victim_forwards"])
+
     def close(self) -> None:
         self.envs.close()
 
@@ -326,19 +337,15 @@ class PPOAdversaryAttack(LearnedAttack):
         curve: list[float] = []
         try:
             core = PPOCore(cfg, envs=adv_env)
-            seen = 0
 
             def on_iteration(iteration: int, stats: dict[str, float]) -> None:
-                nonlocal seen
-                ended = core.recent_returns[seen:]
-                seen = len(core.recent_returns)
-                curve.append(round(float(np.mean(ended)), 3) if ended else float("nan"))
                 if progress is not None:
-                    progress(iteration, cfg.iterations, f"adversary return {curve[-1]:.0f}")
+                    progress(iteration, cfg.iterations, f"adversary return {core.return_curve[-1]:.0f}")
 
-            start = time.perf_counter()
             core.train(on_iteration)
-            wall = time.perf_counter() - start
+            wall = core.wall_s
+            # (adversary return per iteration; kept by the core so a resumed fit has the whole curve)
+            curve = [round(r, 3) if math.isfinite(r) else float("nan") for r in core.return_curve]
         finally:
             adv_env.close()
         self.policy = core.policy

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from robbench import provenance
+from robbench import provenance, resume
 from robbench.checkpoint import atomic_save_tensors, file_sha256, read_tensors
 from robbench.errors import RobbenchError
+from robbench.resume import ResumePoint
 from robbench.store import AgentRecord, ResultsStore, canonical_json, now
 from robbench.threat import LearnedAttack, Victim
 
@@ -63,7 +64,14 @@ def ensure_fitted(
         )
     gen = torch.Generator().manual_seed(int(attack.params.get("seed", 0)))
     start = time.perf_counter()
-    stats = attack.fit(victim, gen, progress)
+    point = ResumePoint(
+        store.home / "partial" / "attacks" / attack.name / record.agent_id / f"{key[:20]}.safetensors",
+        identity={"artifact_key": key, "code_version": provenance.code_version()},
+    )
+    with resume.active(point):  # a PPO-trained adversary snapshots its progress here
+        stats = attack.fit(victim, gen, progress)
+    if point.resumed_from is not None:
+        stats = {**stats, "resumed_from_iteration": point.resumed_from}
     meta = {
         "format": FORMAT, "attack": attack.name, "agent_id": record.agent_id, "agent_sha256": record.sha256,
         "fit_config": attack.fit_config(), "fit_stats": stats, "wall_s": round(time.perf_counter() - start, 2),
@@ -77,4 +85,5 @@ def ensure_fitted(
             (key, record.agent_id, record.sha256, attack.name, canonical_json(attack.fit_config()),
              str(path.relative_to(store.home)), file_sha256(path), canonical_json(meta), now()),
         )
+    point.clear()
     return meta

@@ -117,6 +117,20 @@ class EnvBatch:
             obs[i], rewards[i], terminated[i], truncated[i] = self.step_one(i, actions[i])
         return obs, rewards, terminated, truncated
 
+    def get_state(self) -> list[dict]:
+        """Exact state of every copy (physics, RNG, time limit), for mid-run snapshots."""
+        from robbench.resume import gym_env_state
+
+        return [gym_env_state(env) for env in self.envs]
+
+    def set_state(self, state: list[dict]) -> None:
+        from robbench.resume import set_gym_env_state
+
+        if len(state) != len(self.envs):
+            raise RobbenchError(f"snapshot holds {len(state)} envs, this batch has {len(self.envs)}")
+        for env, s in zip(self.envs, state):
+            set_gym_env_state(env, s)
+
     def close(self) -> None:
         for env in self.envs:
             env.close()

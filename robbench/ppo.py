@@ -263,12 +263,17 @@ class PPOCore:
         self.iteration = 0
         self.minibatch_step = 0
         self.steps_done = 0
+        self.wall_s, self._started = 0.0, None
         self.recent_returns: list[float] = []
+        self.return_curve: list[float] = []  # mean return of the episodes that ended in each iteration
         self._ep_return = np.zeros(cfg.num_envs)
         self._ep_length = np.zeros(cfg.num_envs, dtype=np.int64)
         raw = np.stack([self.envs.reset_one(i, seed=cfg.seed * 100_003 + i) for i in range(cfg.num_envs)])
         self._obs = self.obs_filter(raw)
         self.objective.setup(self)
+        from robbench.resume import take_active
+
+        self.resume = take_active()  # where to keep mid-run snapshots (None: no snapshots)
 
     # ----------------------------------------------------------------------------------- schedule
     @property
@@ -406,28 +411,88 @@ class PPOCore:
         self.optimizer.param_groups[0]["lr"] = self.cfg.policy_lr * frac
         self.optimizer.param_groups[1]["lr"] = self.cfg.value_lr * frac
 
+    # ---------------------------------------------------------------------------------- snapshots
+    def state(self) -> dict[str, Any]:
+        """Everything the remaining iterations depend on (robbench/resume.py)."""
+        from robbench.resume import object_state
+
+        return {
+            "iteration": self.iteration, "minibatch_step": self.minibatch_step, "steps_done": self.steps_done,
+            "recent_returns": np.asarray(self.recent_returns, dtype=np.float64),
+            "return_curve": np.asarray(self.return_curve, dtype=np.float64),
+            "ep_return": self._ep_return, "ep_length": self._ep_length, "obs": self._obs,
+            "policy": self.policy.state_dict(), "value": self.value.state_dict(),
+            "adam": self.optimizer.state_dict()["state"], "gen": self.gen.get_state(),
+            "torch_rng": torch.get_rng_state(), "obs_filter": self.obs_filter.stats.state(),
+            "reward_ret": self.reward_scaler.ret, "reward_stats": self.reward_scaler.stats.state(),
+            "objective": object_state(self.objective), "envs": self.envs.get_state(),
+            "wall_s": self.wall_s + (time.perf_counter() - self._started if self._started else 0.0),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        from robbench.filters import RunningMeanStd
+        from robbench.resume import load_object_state, load_optimizer_state
+
+        self.iteration = int(state["iteration"])
+        self.minibatch_step = int(state["minibatch_step"])
+        self.steps_done = int(state["steps_done"])
+        self.recent_returns = [float(x) for x in state["recent_returns"]]
+        self.return_curve = [float(x) for x in state["return_curve"]]
+        self._ep_return = state["ep_return"].copy()
+        self._ep_length = state["ep_length"].copy()
+        self._obs = state["obs"].copy()
+        self.policy.load_state_dict(state["policy"])
+        self.value.load_state_dict(state["value"])
+        load_optimizer_state(self.optimizer, state["adam"])
+        self.gen.set_state(state["gen"])
+        torch.set_rng_state(state["torch_rng"])
+        self.obs_filter.stats = RunningMeanStd.from_state(state["obs_filter"])
+        self.reward_scaler.ret = state["reward_ret"].copy()
+        self.reward_scaler.stats = RunningMeanStd.from_state(state["reward_stats"])
+        load_object_state(self.objective, state["objective"])
+        self.envs.set_state(state["envs"])
+        self.wall_s = float(state["wall_s"])
+
     def train(self, progress: ProgressFn | None = None) -> dict[str, float]:
-        """Run all iterations; `progress(iteration, stats)` is called after each one."""
-        start = time.perf_counter()
+        """Run all iterations; `progress(iteration, stats)` is called after each one.
+
+        With a resume point (robbench/resume.py), a stored snapshot is restored first and a new
+        one is written every `every_s` wall seconds, so a killed run continues where it stopped.
+        """
+        self.wall_s, self._started = 0.0, None
+        if self.resume is not None:
+            state = self.resume.load()
+            if state is not None:
+                self.load_state(state)
+                self.resume.resumed_from = self.iteration
+        self._started = start = time.perf_counter()
+        steps_at_start, stats = self.steps_done, {}
+        ended_before = len(self.recent_returns)
         while self.iteration < self.cfg.iterations:
             self._set_lr()
             batch = self.collect()
             self.objective.prepare_batch(self, batch)
             stats = self.update(batch)
             self.iteration += 1
+            ended = self.recent_returns[ended_before:]
+            ended_before = len(self.recent_returns)
+            self.return_curve.append(float(np.mean(ended)) if ended else float("nan"))
             recent = self.recent_returns[-20:]
             stats.update(
                 iteration=self.iteration,
                 steps=self.steps_done,
                 eps=self.eps_now,
                 mean_return=float(np.mean(recent)) if recent else float("nan"),
-                steps_per_s=self.steps_done / (time.perf_counter() - start),
+                steps_per_s=(self.steps_done - steps_at_start) / (time.perf_counter() - start),
             )
             if not math.isfinite(stats["policy_loss"]) or not math.isfinite(stats["value_loss"]):
                 raise RobbenchError(f"training diverged at iteration {self.iteration} (non-finite loss)")
+            if self.resume is not None and self.resume.due() and self.iteration < self.cfg.iterations:
+                self.resume.save(self.state())
             if progress is not None:
                 progress(self.iteration, stats)
-        self.wall_s = time.perf_counter() - start
+        self.wall_s += time.perf_counter() - start
+        self._started = None
         return stats
 
     def agent(self, meta: dict[str, Any]) -> Agent:

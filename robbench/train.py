@@ -10,6 +10,7 @@ from robbench.checkpoint import save_agent
 from robbench.errors import RobbenchError
 from robbench.ppo import PPOConfig, PPOCore, ProgressFn
 from robbench.registry import get_trainer
+from robbench.resume import ResumePoint
 from robbench.store import AgentRecord, ResultsStore
 
 
@@ -54,6 +55,10 @@ def train_agent(
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     code_version = provenance.code_version()  # of the code that starts the run
     core = PPOCore(cfg, objective)
+    core.resume = ResumePoint(
+        store.home / "partial" / "train" / env / method / cfg.budget / f"seed{seed}.safetensors",
+        identity={"agent_id": aid, "config": cfg.to_dict(), "code_version": code_version},
+    )
     final = core.train(progress)
     meta = {
         "agent_id": aid, "method": method, "env": env, "gym_id": core.envs.spec.gym_id, "seed": seed,
@@ -63,8 +68,11 @@ def train_agent(
             "code_version": code_version, "machine": provenance.machine(), "started": started,
             "wall_s": round(core.wall_s, 2), "final_train_return": final.get("mean_return"),
             "steps_per_s": round(final.get("steps_per_s", 0.0), 1),
+            "resumed_from_iteration": core.resume.resumed_from,
         },
     }
     save_agent(core.agent(meta), path)
     core.envs.close()
-    return store.register_agent(meta, path), True
+    record = store.register_agent(meta, path)
+    core.resume.clear()
+    return record, True

@@ -1,0 +1,216 @@
+"""Mid-job snapshots, so a long training or learned-attack fit resumes where it was killed.
+
+A snapshot is the complete state of a `PPOCore` between two iterations: networks, Adam moments,
+observation filter and reward scaler statistics, every random generator, the episode counters and
+the exact MuJoCo integration state of each env copy (``mj_getState(mjSTATE_INTEGRATION)``, warm
+start included), plus the Objective's own networks and optimisers. Restoring it and running the
+remaining iterations gives bit-for-bit the agent an uninterrupted run gives (tests/test_resume.py).
+
+Snapshots use the checkpoint format (safetensors + JSON metadata with a payload checksum; never
+pickle) and are written atomically, so a kill during a write leaves the previous snapshot. They are
+a cache: a snapshot that is corrupt, or from other code or another config, is ignored and the job
+starts over; it is deleted once the job's final output is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robbench.checkpoint import atomic_save_tensors, read_tensors
+from robbench.errors import RobbenchError
+
+FORMAT = "robbench-snapshot/1"
+DEFAULT_EVERY_S = 60.0  # wall seconds between snapshots; ROBBENCH_SNAPSHOT_S overrides (0: every iteration)
+
+
+# ------------------------------------------------------------------------------ nested state packing
+def pack(obj: Any, tensors: dict[str, torch.Tensor], path: str = "s") -> Any:
+    """JSON skeleton of a nested state; tensors and arrays go into `tensors` under path names."""
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().clone().contiguous()
+        return {"__tensor__": path}
+    if isinstance(obj, np.ndarray):
+        tensors[path] = torch.from_numpy(np.array(obj, order="C", copy=True))
+        return {"__array__": path}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj):
+            return {"__dict__": {k: pack(v, tensors, f"{path}.{k}") for k, v in obj.items()}}
+        return {"__items__": [[k, pack(v, tensors, f"{path}.{i}")] for i, (k, v) in enumerate(obj.items())]}
+    if isinstance(obj, (list, tuple)):
+        packed = [pack(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+        return {"__tuple__": packed} if isinstance(obj, tuple) else packed
+    if isinstance(obj, (np.integer, np.floating, np.bool_)):
+        return obj.item()
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"cannot snapshot a {type(obj).__name__} at {path}")
+
+
+def unpack(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(skeleton, list):
+        return [unpack(v, tensors) for v in skeleton]
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__array__" in skeleton:
+            return tensors[skeleton["__array__"]].numpy()
+        if "__dict__" in skeleton:
+            return {k: unpack(v, tensors) for k, v in skeleton["__dict__"].items()}
+        if "__items__" in skeleton:
+            return {k: unpack(v, tensors) for k, v in skeleton["__items__"]}
+        if "__tuple__" in skeleton:
+            return tuple(unpack(v, tensors) for v in skeleton["__tuple__"])
+    return skeleton
+
+
+# ------------------------------------------------------------------------- generic object state
+def object_state(obj: Any, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Learnable state of an Objective-like object: its modules, optimisers, generators, tensors
+    and plain numbers (derived helpers such as bound models are rebuilt from the modules)."""
+    out: dict[str, Any] = {}
+    for name, value in vars(obj).items():
+        if name in skip:
+            continue
+        if isinstance(value, torch.nn.Module):
+            out[name] = {"module": value.state_dict()}
+        elif isinstance(value, torch.optim.Optimizer):
+            out[name] = {"optimizer": value.state_dict()["state"]}
+        elif isinstance(value, torch.Generator):
+            out[name] = {"generator": value.get_state()}
+        elif isinstance(value, torch.Tensor):
+            out[name] = {"tensor": value}
+        elif isinstance(value, (bool, int, float)) and not isinstance(value, np.generic):
+            out[name] = {"value": value}
+    return out
+
+
+def load_object_state(obj: Any, state: dict[str, Any]) -> None:
+    for name, entry in state.items():
+        current = getattr(obj, name, None)
+        if "module" in entry:
+            current.load_state_dict(entry["module"])
+        elif "optimizer" in entry:
+            load_optimizer_state(current, entry["optimizer"])
+        elif "generator" in entry:
+            current.set_state(entry["generator"])
+        elif "tensor" in entry:
+            setattr(obj, name, entry["tensor"].clone())
+        else:
+            setattr(obj, name, entry["value"])
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Restore per-parameter moments; hyper-parameters stay those of the live optimiser."""
+    full = optimizer.state_dict()
+    full["state"] = {int(k): v for k, v in state.items()}
+    optimizer.load_state_dict(full)
+
+
+# ------------------------------------------------------------------------------------- snapshots
+class ResumePoint:
+    """Where one job keeps its snapshot, and when it writes the next one."""
+
+    def __init__(self, path: str | os.PathLike, identity: dict[str, Any], every_s: float | None = None):
+        self.path = Path(path)
+        self.identity = identity  # job config + code version; a snapshot of anything else is ignored
+        env_every = os.environ.get("ROBBENCH_SNAPSHOT_S")
+        self.every_s = float(env_every) if every_s is None and env_every else (every_s or DEFAULT_EVERY_S)
+        self._last = time.monotonic()
+        self.resumed_from: int | None = None
+        self.discarded: str | None = None
+
+    def load(self) -> dict[str, Any] | None:
+        """The stored state, or None (no snapshot, or one that cannot be used: the reason is kept)."""
+        if not self.path.is_file():
+            return None
+        try:
+            tensors, meta = read_tensors(self.path, expected_format=FORMAT)
+        except RobbenchError as exc:
+            self.discarded = f"unreadable snapshot ignored ({exc})"
+            return None
+        if meta.get("identity") != self.identity:
+            self.discarded = "snapshot from other code or another config ignored"
+            return None
+        return unpack(meta["state"], tensors)
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.every_s
+
+    def save(self, state: dict[str, Any]) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        skeleton = pack(state, tensors)
+        try:
+            atomic_save_tensors(self.path, tensors, {"format": FORMAT, "identity": self.identity, "state": skeleton})
+        except OSError as exc:
+            raise RobbenchError(f"cannot write snapshot {str(self.path)!r}: {exc.strerror or exc}") from None
+        self._last = time.monotonic()
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+_ACTIVE: contextvars.ContextVar[ResumePoint | None] = contextvars.ContextVar("robbench_resume", default=None)
+
+
+@contextlib.contextmanager
+def active(point: ResumePoint | None) -> Iterator[ResumePoint | None]:
+    """Make `point` the snapshot place of the next `PPOCore` created in this context (used by
+    learned-attack fits, whose PPO core is built inside the attack)."""
+    token = _ACTIVE.set(point)
+    try:
+        yield point
+    finally:
+        _ACTIVE.reset(token)
+
+
+def take_active() -> ResumePoint | None:
+    """The active resume point, handed to one PPO core only."""
+    point = _ACTIVE.get()
+    _ACTIVE.set(None)
+    return point
+
+
+# ---------------------------------------------------------------------------------- env state
+def gym_env_state(env) -> dict[str, Any]:
+    """Exact state of one gymnasium MuJoCo env: integration state, RNG, time-limit counter."""
+    import mujoco
+
+    base = env.unwrapped
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    phys = np.empty(mujoco.mj_stateSize(base.model, spec))
+    mujoco.mj_getState(base.model, base.data, phys, spec)
+    return {"physics": phys, "rng": base.np_random.bit_generator.state, "elapsed": _time_limit(env)._elapsed_steps}
+
+
+def set_gym_env_state(env, state: dict[str, Any]) -> None:
+    import mujoco
+
+    base = env.unwrapped
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    if state["physics"].shape[0] != mujoco.mj_stateSize(base.model, spec):
+        raise RobbenchError("snapshot physics state does not match this environment")
+    mujoco.mj_setState(base.model, base.data, np.asarray(state["physics"], dtype=np.float64), spec)
+    mujoco.mj_forward(base.model, base.data)
+    mujoco.mj_setState(base.model, base.data, np.asarray(state["physics"], dtype=np.float64), spec)
+    base.np_random.bit_generator.state = state["rng"]
+    _time_limit(env)._elapsed_steps = state["elapsed"]
+
+
+def _time_limit(env):
+    from gymnasium.wrappers import TimeLimit
+
+    e = env
+    while not isinstance(e, TimeLimit):
+        if not hasattr(e, "env"):
+            raise RobbenchError("env has no TimeLimit wrapper; cannot snapshot it")
+        e = e.env
+    return e
