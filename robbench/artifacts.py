@@ -87,3 +87,12 @@ def ensure_fitted(
         )
     point.clear()
     return meta
+
+
+def artifact_exists(store: ResultsStore, record: AgentRecord, attack: LearnedAttack) -> bool:
+    """Whether a fitted artifact for this victim and fit config is stored (and its file intact)."""
+    store.conn.executescript(SCHEMA)
+    row = store.conn.execute(
+        "SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (artifact_key(record, attack),)
+    ).fetchone()
+    return row is not None and (store.home / row["path"]).is_file()

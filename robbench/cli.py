@@ -1,6 +1,7 @@
 """The `robbench` command line (typer + rich).
 
-    robbench train <method> <env> [--seed --steps --preset --num-envs --param k=v]
+    robbench train <method> <env> [--seed | --seeds 0-16] [--steps --preset --num-envs --param k=v]
+    robbench run <grid.toml|yaml> [--workers N] [--backend local|ray [--address auto|host:port]]
     robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
     robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold]
     robbench report --format markdown|csv|json [--out]
@@ -83,6 +84,57 @@ def _open_store(home: Optional[str], must_exist: bool):
     return ResultsStore(resolve_home(home, must_exist=must_exist))
 
 
+WorkersOpt = typer.Option(None, "--workers", help="Parallel jobs (default: the cores; 1 runs in this process).")
+BackendOpt = typer.Option("local", "--backend", help="Executor: local (process pool) or ray.")
+AddressOpt = typer.Option(None, "--address", help="Ray cluster address (auto or host:port); default: start a local one.")
+
+
+def _execute(jobs, home: Path, workers, backend: str, address, title: str) -> list:
+    """Run jobs through an executor with a progress bar over jobs; a failure summary at the end."""
+    from robbench.jobs import make_executor, run_jobs
+
+    runnable = len(jobs)
+    with _progress() as bar:
+        overall = bar.add_task(title, total=runnable, info="")
+        inner = {}
+
+        def inline_progress(job):
+            task = bar.add_task(f"  {job.label}", total=None, info="")
+            inner[job.key] = task
+
+            def hook(done, total=None, info=""):
+                bar.update(task, completed=done, total=total, info=info)
+
+            return hook
+
+        executor = make_executor(backend, workers, runnable, address, progress=inline_progress)
+        bar.update(overall, description=f"{title} ({executor.name}, {executor.workers} worker"
+                   f"{'s' if executor.workers != 1 else ''})")
+
+        def on_outcome(o):
+            text = o.summary if o.status in ("done", "cached") else o.error
+            if o.job.key in inner:
+                bar.remove_task(inner.pop(o.job.key))
+            if o.status != "cached":
+                mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]"}[o.status]
+                bar.console.print(f"{mark} {o.job.label}: {text}", highlight=False, markup=True)
+            bar.update(overall, advance=1, info=o.job.label)
+
+        outcomes = run_jobs(jobs, home, executor, on_outcome)
+    counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed", "skipped")}
+    console.print(f"{counts['done']} jobs run, {counts['cached']} already done, {counts['failed']} failed, "
+                  f"{counts['skipped']} skipped")
+    return outcomes
+
+
+def _exit_on_failures(outcomes) -> None:
+    failed = [o for o in outcomes if o.status in ("failed", "skipped")]
+    if failed:
+        console.print(f"{len(failed)} jobs did not complete (recorded in the jobs table); "
+                      "finished results are kept, re-run to retry")
+        raise typer.Exit(1)
+
+
 # --------------------------------------------------------------------------------------------- train
 @app.command()
 @cli_errors
@@ -90,33 +142,45 @@ def train(
     method: str = typer.Argument(..., help="Trainer (see `robbench list trainers`)."),
     env: str = typer.Argument(..., help="Environment key (see `robbench list envs`)."),
     seed: int = typer.Option(0, help="Training seed."),
+    seeds: Optional[str] = typer.Option(None, help="Several seeds as jobs, e.g. 0-16 or 0,3,5-7 (overrides --seed)."),
     preset: str = typer.Option("paper", help="Budget preset: paper, quick or smoke."),
     steps: Optional[int] = typer.Option(None, help="Override the preset's number of env steps."),
     num_envs: int = typer.Option(8, help="Parallel env copies (speed only; 2048 steps/iteration regardless)."),
     kappa: Optional[float] = typer.Option(None, help="Robust trainers: weight κ of the robustness term."),
     param: list[str] = typer.Option([], help="Trainer setting key=value (repeatable)."),
     force: bool = typer.Option(False, help="Retrain even if this agent exists."),
+    workers: Optional[int] = WorkersOpt,
+    backend: str = BackendOpt,
+    address: Optional[str] = AddressOpt,
     home: Optional[str] = HomeOpt,
 ):
-    """Train one agent and store its checkpoint in the results home."""
+    """Train agents (one job per seed) and store their checkpoints in the results home.
+
+    A killed run resumes from its last snapshot (about once a minute) when started again."""
     from robbench.envs import get_env_spec
+    from robbench.grid import parse_seeds, train_jobs
     from robbench.registry import get_trainer
-    from robbench.train import build_config, train_agent
 
     get_trainer(method), get_env_spec(env)
     params = _parse_params(param)
     if kappa is not None:
         params["kappa"] = kappa
-    cfg, _ = build_config(method, env, seed, preset, steps, num_envs, params)
-    with _open_store(home, must_exist=False) as store, _progress() as bar:
-        task = bar.add_task(f"train {method} {env} s{seed}", total=cfg.iterations, info="")
-
-        def on_iter(i, s):
-            bar.update(task, completed=i, info=f"return {s['mean_return']:.0f} · {s['steps_per_s']:.0f} steps/s")
-
-        record, trained = train_agent(store, method, env, seed, preset, steps, num_envs, force, params, on_iter)
-    verb = "trained" if trained else "exists (use --force to retrain)"
-    console.print(f"{record.agent_id}: {verb} — {record.steps} steps, checkpoint {record.path}")
+    if num_envs < 1:
+        raise RobbenchError(f"--num-envs must be at least 1, got {num_envs}")
+    seed_list = parse_seeds(seeds, "--seeds") if seeds is not None else parse_seeds(seed, "--seed")
+    jobs = [job for _, job in train_jobs([method], [env], seed_list, preset, steps, num_envs, {method: params},
+                                         force=force)]
+    with _open_store(home, must_exist=False) as store:
+        root = store.home
+    outcomes = _execute(jobs, root, workers, backend, address, f"train {method} {env}")
+    with _open_store(str(root), must_exist=True) as store:
+        known = {a.agent_id: a for a in store.agents()}
+    for o in outcomes:
+        aid = o.job.label.removeprefix("train ")
+        if o.status in ("done", "cached") and aid in known:
+            verb = "trained" if o.status == "done" else "exists (use --force to retrain)"
+            console.print(f"{aid}: {verb} — {known[aid].steps} steps, checkpoint {known[aid].path}")
+    _exit_on_failures(outcomes)
 
 
 # ------------------------------------------------------------------------------------------ evaluate
@@ -130,10 +194,15 @@ def evaluate(
     fit: bool = typer.Option(True, "--fit/--no-fit", help="Train learned attacks that have no stored artifact."),
     param: list[str] = typer.Option([], help="Attack setting attack.key=value, e.g. rs.preset=paper (repeatable)."),
     force: bool = typer.Option(False, help="Re-run cells that already have results."),
+    workers: Optional[int] = WorkersOpt,
+    backend: str = BackendOpt,
+    address: Optional[str] = AddressOpt,
     home: Optional[str] = HomeOpt,
 ):
-    """Evaluate agents under attacks; finished cells are skipped, learned attacks fitted once."""
-    from robbench.evaluate import evaluate_attack
+    """Evaluate agents under attacks; finished cells are skipped, learned attacks fitted once.
+
+    Each learned-attack member fit and each cell is a job, run in parallel over --workers."""
+    from robbench.evaluate import Protocol
     from robbench.registry import attacks as all_attacks
     from robbench.store import iter_agent_ids
 
@@ -155,40 +224,34 @@ def evaluate(
         if not setting or name not in table:
             raise RobbenchError(f"--param expects attack.key=value with a registered attack, got {key!r}")
         attack_params.setdefault(name, {})[setting] = value
+    from robbench.grid import attack_jobs
+    from robbench.jobs import is_complete
+
     with _open_store(home, must_exist=True) as store:
         ids = list(iter_agent_ids(store, agents))
         if not ids:
             raise RobbenchError("no agents in this results home; train one with `robbench train`")
+        for name, p in attack_params.items():  # bad settings: one line now, not one failure per job
+            table[name](Protocol.for_env(store.get_agent(ids[0]).env, eps=eps).eps, **p)
+        jobs = attack_jobs({aid: () for aid in ids}, names, attack_params, episodes, eps, fit=fit, force=force)
         skipped = []
-        with _progress() as bar:
-            cells = bar.add_task("attacks", total=len(ids) * len(names), info="")
-            for aid in ids:
-                for name in names:
-                    ep = bar.add_task(f"  {aid} × {name}", total=episodes, info="")
-
-                    def on_fit(done, total, info="", ep=ep):
-                        bar.update(ep, description=f"  {aid} × {name} (fitting)", completed=done * episodes / total,
-                                   info=info)
-
-                    try:
-                        results = evaluate_attack(
-                            store, aid, name, eps=eps, episodes=episodes, attack_params=attack_params.get(name),
-                            force=force, fit=fit, fit_progress=on_fit,
-                            progress=lambda done, steps, ep=ep: bar.update(ep, completed=done, info=f"{steps} steps"),
-                        )
-                    except RobbenchError as exc:
-                        if fit or attacks != "all" or "not fitted" not in str(exc):
-                            raise
-                        skipped.append(f"{aid} × {name}")
-                        bar.update(ep, info="skipped (not fitted)")
-                        bar.update(cells, advance=1)
-                        continue
-                    done = [r for _, r in results if r is not None]
-                    info = "cached" if not done else " / ".join(f"{r.mean:.0f} ± {r.std:.0f}" for r in done[:3])
-                    bar.update(ep, description=f"  {aid} × {name}", completed=episodes, info=info)
-                    bar.update(cells, advance=1)
+        if not fit:  # cells of learned attacks with no stored artifact cannot run
+            runnable = []
+            for job in jobs:
+                needs_fit = table[job.spec["attack"]].needs_fit
+                if needs_fit and not force and not is_complete(store, job) and not _fitted(store, job):
+                    if attacks != "all":
+                        raise RobbenchError(f"attack {job.spec['attack']!r} is not fitted for agent "
+                                            f"{job.spec['agent_id']!r}; run without --no-fit to train it")
+                    skipped.append(job.label.removeprefix("evaluate "))
+                    continue
+                runnable.append(job)
+            jobs = runnable
+        root = store.home
+    outcomes = _execute(jobs, root, workers, backend, address, "attacks")
     if skipped:
         console.print(f"skipped (--no-fit, no stored artifact): {', '.join(skipped)}")
+    _exit_on_failures(outcomes)
     console.print("done; see `robbench report`")
 
 
@@ -235,6 +298,50 @@ def report(
         path = path / f"leaderboard.{EXTENSIONS[format]}"
     write_atomic(path, text)
     console.print(f"wrote {path}")
+
+
+def _fitted(store, job) -> bool:
+    from robbench.artifacts import artifact_exists
+    from robbench.jobs import _attack
+
+    try:
+        record, _, attack = _attack(store, job.spec)
+    except RobbenchError:
+        return True  # let the job report it
+    return artifact_exists(store, record, attack)
+
+
+# ----------------------------------------------------------------------------------------------- run
+@app.command()
+@cli_errors
+def run(
+    grid_file: str = typer.Argument(..., metavar="GRID", help="A .toml or .yaml grid (see robbench/grid.py)."),
+    workers: Optional[int] = WorkersOpt,
+    backend: str = BackendOpt,
+    address: Optional[str] = AddressOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the jobs and what is already done, run nothing."),
+    home: Optional[str] = HomeOpt,
+):
+    """Run a whole benchmark grid (train → fit → evaluate → certify) as jobs; re-run to resume."""
+    from robbench.grid import grid_jobs, load_grid
+    from robbench.jobs import is_complete
+
+    grid = load_grid(grid_file)
+    with _open_store(home, must_exist=False) as store:
+        jobs = grid_jobs(grid, store)
+        root = store.home
+        if dry_run:
+            t = Table("kind", "job", "state", box=box.SIMPLE_HEAD)
+            for job in jobs:
+                t.add_row(job.kind, job.label.split(" ", 1)[1], "done" if is_complete(store, job) else "to run")
+            out_console.print(t)
+            return
+    kinds = {k: sum(j.kind == k for j in jobs) for k in ("train", "fit", "evaluate", "certify")}
+    console.print(f"grid {Path(grid_file).name}: {len(jobs)} jobs ("
+                  + ", ".join(f"{n} {k}" for k, n in kinds.items() if n) + f") → {root}")
+    outcomes = _execute(jobs, root, workers, backend, address, "grid")
+    _exit_on_failures(outcomes)
+    console.print("done; see `robbench report`")
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -392,12 +499,13 @@ def demo(
     if not chosen:
         raise RobbenchError(f"none of {methods!r} is a registered trainer; valid: {', '.join(table)}")
     for m in chosen:
-        train(m, env, seed=0, preset=preset, steps=None, num_envs=8, kappa=None, param=[], force=False, home=home)
+        train(m, env, seed=0, seeds=None, preset=preset, steps=None, num_envs=8, kappa=None, param=[], force=False,
+              workers=1, backend="local", address=None, home=home)
     from robbench.registry import attacks as all_attacks
 
     untrained = ",".join(n for n, cls in all_attacks().items() if not cls.needs_fit)
     evaluate(agents="all", attacks=untrained, episodes=episodes, eps=None, fit=False, param=[], force=False,
-             home=home)
+             workers=None, backend="local", address=None, home=home)
     report(format="markdown", out=None, home=home)
 
 

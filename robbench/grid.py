@@ -1,0 +1,279 @@
+"""Benchmark grids: a TOML or YAML file describing what to train, attack and certify, as jobs.
+
+    # grid.toml
+    envs = ["hopper"]
+    methods = ["ppo", "barppo"]
+    seeds = "0-2"                 # or [0, 1, 2], or 0
+    preset = "quick"              # training budget: paper, quick or smoke
+    attacks = ["none", "random", "mad", "sa_rl"]   # or "all"
+    episodes = 50
+    certify = ["crown"]           # optional
+    [attack_params.sa_rl]
+    preset = "medium"
+
+Keys (all but `envs` and `methods` optional): envs, methods, seeds, preset, steps, num_envs,
+trainer_params, agents (ids of agents already in the home to attack as well), attacks,
+attack_params, episodes, eps, certify, certify_states, certify_threshold. YAML is read with
+`yaml.safe_load` (no tags, nothing executed). Every problem is one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robbench.errors import RobbenchError, unknown
+from robbench.jobs import Job
+
+GRID_KEYS = {
+    "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
+    "preset": "training preset", "steps": "env steps per training run", "num_envs": "env copies per trainer",
+    "trainer_params": "table: method -> settings", "agents": "list of stored agent ids",
+    "attacks": "list of attack names or 'all'", "attack_params": "table: attack -> settings",
+    "episodes": "episodes per cell", "eps": "ε override", "certify": "list of bound methods",
+    "certify_states": "states per certificate", "certify_threshold": "action-deviation threshold",
+}
+
+
+def parse_seeds(value: Any, what: str = "seeds") -> list[int]:
+    """`3`, `[0, 1, 5]`, `"0-16"` or `"0,2,5-7"` → sorted unique seeds ≥ 0."""
+    if isinstance(value, bool):
+        raise RobbenchError(f"{what} must be seeds like 0, [0, 1] or '0-16', got {value!r}")
+    if isinstance(value, int):
+        items: list[Any] = [value]
+    elif isinstance(value, list):
+        items = value
+    elif isinstance(value, str):
+        items = [p.strip() for p in value.split(",") if p.strip()]
+    else:
+        raise RobbenchError(f"{what} must be seeds like 0, [0, 1] or '0-16', got {value!r}")
+    seeds: set[int] = set()
+    for item in items:
+        if isinstance(item, int) and not isinstance(item, bool):
+            lo = hi = item
+        elif isinstance(item, str) and item.replace("-", "", 1).isdigit():
+            lo_s, _, hi_s = item.partition("-")
+            lo, hi = int(lo_s), int(hi_s or lo_s)
+        else:
+            raise RobbenchError(f"{what}: cannot read {item!r} (use 0, [0, 1] or '0-16')")
+        if lo < 0 or hi < lo:
+            raise RobbenchError(f"{what}: bad range {item!r} (seeds are ≥ 0, low-high with low ≤ high)")
+        seeds.update(range(lo, hi + 1))
+    if not seeds:
+        raise RobbenchError(f"{what} is empty")
+    return sorted(seeds)
+
+
+@dataclass
+class Grid:
+    envs: list[str] = field(default_factory=list)
+    methods: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    preset: str = "paper"
+    steps: int | None = None
+    num_envs: int = 8
+    trainer_params: dict[str, dict] = field(default_factory=dict)
+    agents: list[str] = field(default_factory=list)
+    attacks: list[str] = field(default_factory=list)
+    attack_params: dict[str, dict] = field(default_factory=dict)
+    episodes: int = 50
+    eps: float | None = None
+    certify: list[str] = field(default_factory=list)
+    certify_states: int = 1000
+    certify_threshold: float = 0.1
+
+
+def load_grid(path: str | Path) -> Grid:
+    """Read and validate a grid file (.toml, .yaml or .yml)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RobbenchError(f"grid file {str(path)!r} does not exist")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RobbenchError(f"cannot read grid file {str(path)!r}: {exc}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RobbenchError(f"{path.name}: invalid TOML: {exc}") from None
+    elif suffix in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}" if where is not None else ""
+            raise RobbenchError(f"{path.name}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    else:
+        raise RobbenchError(f"grid file {path.name!r} must end in .toml, .yaml or .yml")
+    return parse_grid(raw, path.name)
+
+
+def parse_grid(raw: Any, name: str = "grid") -> Grid:
+    from robbench.certify import parse_methods, validate_threshold
+    from robbench.envs import get_env_spec
+    from robbench.registry import attacks, get_trainer
+    from robbench.threat import validate_eps
+
+    if not isinstance(raw, dict):
+        raise RobbenchError(f"{name}: a grid is a table of keys ({', '.join(GRID_KEYS)}), got {type(raw).__name__}")
+    bad = sorted(set(raw) - set(GRID_KEYS))
+    if bad:
+        raise RobbenchError(f"{name}: unknown key {bad[0]!r}; valid keys: {', '.join(GRID_KEYS)}")
+
+    def names(key: str, allow_all: bool = False) -> list[str]:
+        value = raw.get(key, [])
+        if allow_all and value == "all":
+            return ["all"]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise RobbenchError(f"{name}: {key} must be a list of names, got {value!r}")
+        return list(dict.fromkeys(value))
+
+    def integer(key: str, default: int | None, minimum: int = 1) -> int | None:
+        value = raw.get(key, default)
+        if value is None:
+            return None
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise RobbenchError(f"{name}: {key} must be an integer ≥ {minimum}, got {value!r}")
+        return value
+
+    def table(key: str, registry) -> dict[str, dict]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise RobbenchError(f"{name}: {key} must be a table of tables ({key}.<name>.<setting> = value)")
+        for k in value:
+            if k not in registry:
+                raise unknown(f"name in {name}: {key}", k, registry)
+        return {k: dict(v) for k, v in value.items()}
+
+    grid = Grid()
+    grid.envs = names("envs")
+    for e in grid.envs:
+        get_env_spec(e)
+    grid.methods = names("methods")
+    for m in grid.methods:
+        get_trainer(m)
+    if bool(grid.envs) != bool(grid.methods):
+        raise RobbenchError(f"{name}: give both envs and methods to train agents (or neither)")
+    grid.seeds = parse_seeds(raw.get("seeds", 0), f"{name}: seeds")
+    grid.preset = raw.get("preset", "paper")
+    if not isinstance(grid.preset, str):
+        raise RobbenchError(f"{name}: preset must be a name, got {grid.preset!r}")
+    grid.steps = integer("steps", None)
+    grid.num_envs = integer("num_envs", 8)
+    from robbench.registry import trainers
+
+    grid.trainer_params = table("trainer_params", trainers())
+    grid.agents = names("agents")
+    table_attacks = attacks()
+    grid.attacks = names("attacks", allow_all=True)
+    if grid.attacks == ["all"]:
+        grid.attacks = list(table_attacks)
+    for a in grid.attacks:
+        if a not in table_attacks:
+            raise unknown(f"attack in {name}", a, table_attacks)
+    grid.attack_params = table("attack_params", table_attacks)
+    grid.episodes = integer("episodes", 50)
+    eps = raw.get("eps")
+    if eps is not None:
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
+            raise RobbenchError(f"{name}: eps must be a finite number ≥ 0, got {eps!r}")
+        grid.eps = validate_eps(float(eps))
+    grid.certify = parse_methods(",".join(names("certify"))) if raw.get("certify") else []
+    grid.certify_states = integer("certify_states", 1000)
+    threshold = raw.get("certify_threshold", 0.1)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise RobbenchError(f"{name}: certify_threshold must be a number, got {threshold!r}")
+    grid.certify_threshold = validate_threshold(float(threshold))
+    if not (grid.methods or grid.agents):
+        raise RobbenchError(f"{name}: nothing to do (give envs and methods to train, or agents to attack)")
+    # Trainer settings and presets are checked now, not when a worker first meets them.
+    from robbench.train import build_config
+
+    for env in grid.envs:
+        for m in grid.methods:
+            build_config(m, env, grid.seeds[0], grid.preset, grid.steps, grid.num_envs, grid.trainer_params.get(m))
+    return grid
+
+
+# ----------------------------------------------------------------------------------- grid → jobs
+def train_jobs(methods: list[str], envs: list[str], seeds: list[int], preset: str, steps: int | None,
+               num_envs: int, params: dict[str, dict], force: bool = False) -> list[tuple[str, Job]]:
+    """(agent id, job) for every (env, method, seed)."""
+    from robbench.train import agent_id, build_config
+
+    out = []
+    for env in envs:
+        for method in methods:
+            for seed in seeds:
+                cfg, _ = build_config(method, env, seed, preset, steps, num_envs, params.get(method))
+                aid = agent_id(env, method, cfg.budget, seed)
+                spec = {"method": method, "env": env, "seed": seed, "preset": preset, "steps": steps,
+                        "num_envs": num_envs, "params": params.get(method) or {}}
+                if force:
+                    spec["force"] = True
+                out.append((aid, Job.make("train", spec, f"train {aid}")))
+    return out
+
+
+def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], params: dict[str, dict],
+                episodes: int, eps: float | None, fit: bool = True, force: bool = False) -> list[Job]:
+    """Fit jobs (one per learned-attack scan member) and evaluation jobs (one per cell)."""
+    from robbench.registry import get_attack
+    from robbench.threat import LearnedAttack
+
+    jobs: list[Job] = []
+    for aid, deps in agent_deps.items():
+        for name in attacks:
+            cls = get_attack(name)
+            base = dict(params.get(name) or {})
+            learned = issubclass(cls, LearnedAttack)
+            members = cls.scan_members(base) if learned else [{}]
+            for member in members:
+                p = {**base, **member}
+                common = {"agent_id": aid, "attack": name, "params": p, "eps": eps}
+                tag = f"{aid} × {name}" + (f"[{member['member']}]" if "member" in member else "")
+                eval_deps = deps
+                if learned and fit:
+                    fit_job = Job.make("fit", common, f"fit {tag}", deps)
+                    jobs.append(fit_job)
+                    eval_deps = (fit_job.key,)
+                spec = {**common, "episodes": episodes, "fit": fit}
+                if force:
+                    spec["force"] = True
+                jobs.append(Job.make("evaluate", spec, f"evaluate {tag}", eval_deps))
+    return jobs
+
+
+def certify_jobs(agent_deps: dict[str, tuple[str, ...]], methods: list[str], eps: float | None, states: int,
+                 threshold: float) -> list[Job]:
+    return [
+        Job.make("certify", {"agent_id": aid, "methods": methods, "eps": eps, "states": states,
+                             "threshold": threshold}, f"certify {aid}", deps)
+        for aid, deps in agent_deps.items()
+    ]
+
+
+def grid_jobs(grid: Grid, store) -> list[Job]:
+    """Every job of the grid, dependencies included."""
+    jobs: list[Job] = []
+    agent_deps: dict[str, tuple[str, ...]] = {}
+    for aid, job in train_jobs(grid.methods, grid.envs, grid.seeds, grid.preset, grid.steps, grid.num_envs,
+                               grid.trainer_params):
+        jobs.append(job)
+        agent_deps[aid] = (job.key,)
+    for aid in grid.agents:
+        store.get_agent(aid)  # one-line error for an unknown id
+        agent_deps.setdefault(aid, ())
+    jobs += attack_jobs(agent_deps, grid.attacks, grid.attack_params, grid.episodes, grid.eps)
+    if grid.certify:
+        jobs += certify_jobs(agent_deps, grid.certify, grid.eps, grid.certify_states, grid.certify_threshold)
+    return jobs

@@ -1,0 +1,447 @@
+"""Jobs, executors and the scheduler that runs a benchmark grid.
+
+Every unit of work is a `Job`: train one agent, fit one learned-attack member, evaluate one cell,
+certify one agent. A job's key is a hash of its kind, its inputs and config, and the code version.
+Jobs name the jobs they need (`deps`): a cell's evaluation waits for its agent's training and its
+attack's fit. The scheduler hands ready jobs to an executor:
+
+* `inline` — in this process, one at a time (chosen when one worker is asked for or one job runs);
+* `local` — a process pool sized to the cores (the default; forkserver workers, one torch thread
+  each, killed with the driver);
+* `ray` — Ray ≥ 2 tasks of one CPU each, on a local instance or a cluster (`--address`); the results
+  home must then be on a filesystem every node sees.
+
+Workers write their own results through the store (SQLite WAL, one transaction per cell or agent,
+retried while another writer holds the lock); the driver alone writes the `jobs` log. Every output
+is keyed by content, so a job whose output exists is skipped: killing a grid at any moment and
+running it again runs only what is missing, and training and adversary fits continue from their
+last snapshot (robbench/resume.py). A job that fails is recorded with its one-line reason, the jobs
+that need it are skipped, and every other job still runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import traceback
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from robbench.errors import RobbenchError, unknown
+from robbench.store import ResultsStore, canonical_json, now
+
+KINDS = ("train", "fit", "evaluate", "certify")
+BACKENDS = ("local", "ray")
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    spec: dict[str, Any]
+    label: str
+    deps: tuple[str, ...] = ()
+    key: str = field(default="", compare=False)
+
+    @staticmethod
+    def make(kind: str, spec: dict[str, Any], label: str, deps: Iterable[str] = ()) -> Job:
+        from robbench import provenance
+
+        payload = canonical_json({"kind": kind, "spec": spec, "code_version": provenance.code_version()})
+        return Job(kind, spec, label, tuple(deps), hashlib.sha256(payload.encode()).hexdigest())
+
+
+@dataclass
+class Outcome:
+    job: Job
+    status: str  # done | cached | failed | skipped
+    summary: str = ""
+    error: str = ""
+    wall_s: float = 0.0
+
+
+# ------------------------------------------------------------------------------------- run a job
+def run_job(home: str, kind: str, spec: dict[str, Any], progress: Callable | None = None) -> dict[str, Any]:
+    """Run one job against the results home; never raises: failures come back as a dict."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ROBBENCH_THREADS", "1")))
+    start = time.perf_counter()
+    try:
+        with ResultsStore(home) as store:
+            status, summary = _RUNNERS[kind](store, spec, progress)
+        return {"status": status, "summary": summary, "wall_s": time.perf_counter() - start}
+    except RobbenchError as exc:
+        return {"status": "failed", "error": str(exc), "wall_s": time.perf_counter() - start}
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        return {"status": "failed", "error": f"I/O error: {exc.strerror or exc}{where}",
+                "wall_s": time.perf_counter() - start}
+    except Exception as exc:  # a bug: keep the traceback in the jobs log, one line on screen
+        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+                "wall_s": time.perf_counter() - start}
+
+
+def _run_train(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+    from robbench.train import train_agent
+
+    on_iter = None
+    if progress is not None:
+        on_iter = lambda i, s: progress(i, None, f"return {s['mean_return']:.0f} · {s['steps_per_s']:.0f} steps/s")  # noqa: E731
+    record, trained = train_agent(
+        store, spec["method"], spec["env"], spec["seed"], spec["preset"], spec.get("steps"), spec["num_envs"],
+        spec.get("force", False), spec.get("params") or {}, on_iter,
+    )
+    ret = record.meta.get("provenance", {}).get("final_train_return")
+    return ("done" if trained else "cached"), f"{record.agent_id}: train return {ret:.0f}" if ret else record.agent_id
+
+
+def _attack(store: ResultsStore, spec: dict):
+    from robbench.evaluate import Protocol
+    from robbench.registry import get_attack
+
+    record = store.get_agent(spec["agent_id"])
+    protocol = Protocol.for_env(record.env, eps=spec.get("eps"), episodes=spec.get("episodes", 50),
+                                base_seed=spec.get("base_seed", 1_000_000))
+    return record, protocol, get_attack(spec["attack"])(protocol.eps, **(spec.get("params") or {}))
+
+
+def _run_fit(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+    from robbench.artifacts import artifact_exists, ensure_fitted
+    from robbench.threat import Victim
+
+    record, _, attack = _attack(store, spec)
+    cached = artifact_exists(store, record, attack)
+    meta = ensure_fitted(store, record, attack, Victim(store.load_agent(record.agent_id)), fit=True,
+                         progress=progress)
+    return ("cached" if cached else "done"), f"fitted in {meta.get('wall_s', 0):.0f} s"
+
+
+def _run_evaluate(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+    from robbench.evaluate import evaluate_cell
+
+    on_ep = None
+    if progress is not None:
+        on_ep = lambda done, steps: progress(done, spec.get("episodes", 50), f"{steps} steps")  # noqa: E731
+    _, result = evaluate_cell(
+        store, spec["agent_id"], spec["attack"], eps=spec.get("eps"), episodes=spec.get("episodes", 50),
+        base_seed=spec.get("base_seed", 1_000_000), attack_params=spec.get("params"),
+        force=spec.get("force", False), progress=on_ep, fit=spec.get("fit", True),
+    )
+    if result is None:
+        return "cached", "cached"
+    return "done", f"{result.mean:.0f} ± {result.std:.0f}"
+
+
+def _run_certify(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+    from robbench.certify import certify_agent
+
+    outcomes = certify_agent(store, spec["agent_id"], spec["methods"], eps=spec.get("eps"),
+                             states=spec.get("states", 1000), threshold=spec.get("threshold", 0.1),
+                             force=spec.get("force", False))
+    computed = any(o.computed for o in outcomes)
+    text = ", ".join(f"{o.row['method']} {o.row['mean_dev']:.3g}" for o in outcomes)
+    return ("done" if computed else "cached"), text
+
+
+_RUNNERS = {"train": _run_train, "fit": _run_fit, "evaluate": _run_evaluate, "certify": _run_certify}
+
+
+def is_complete(store: ResultsStore, job: Job) -> bool:
+    """Whether the job's output is already in the store (checked by the driver before submitting)."""
+    if job.spec.get("force"):
+        return False
+    try:
+        if job.kind == "train":
+            from robbench.train import agent_id, build_config
+
+            s = job.spec
+            cfg, _ = build_config(s["method"], s["env"], s["seed"], s["preset"], s.get("steps"), s["num_envs"],
+                                  s.get("params") or {})
+            aid = agent_id(s["env"], s["method"], cfg.budget, s["seed"])
+            known = {a.agent_id: a for a in store.agents()}
+            return aid in known and known[aid].path.is_file()
+        if job.kind == "fit":
+            from robbench.artifacts import artifact_exists
+
+            record, _, attack = _attack(store, job.spec)
+            return artifact_exists(store, record, attack)
+        if job.kind == "evaluate":
+            from robbench.store import cell_key
+
+            record, protocol, attack = _attack(store, job.spec)
+            return store.has_cell(cell_key(record.agent_id, record.sha256, attack.name, attack.config(),
+                                           protocol.to_dict()))
+    except RobbenchError:
+        return False  # the job itself will report the problem
+    return False
+
+
+# -------------------------------------------------------------------------------------- executors
+class Executor(ABC):
+    """Runs jobs; `submit` hands one over, `wait` returns those that finished (at least one)."""
+
+    name = "executor"
+
+    def __init__(self, workers: int):
+        self.workers = workers
+
+    @abstractmethod
+    def submit(self, home: str, job: Job) -> None: ...
+
+    @abstractmethod
+    def wait(self) -> list[tuple[Job, dict[str, Any]]]: ...
+
+    @property
+    @abstractmethod
+    def busy(self) -> int: ...
+
+    def shutdown(self) -> None:
+        pass
+
+
+class InlineExecutor(Executor):
+    """One job at a time in this process (no start-up cost; progress inside the job is shown)."""
+
+    name = "inline"
+
+    def __init__(self, progress: Callable[[Job], Callable | None] | None = None):
+        super().__init__(1)
+        self.queue: list[tuple[str, Job]] = []
+        self.progress = progress
+
+    def submit(self, home: str, job: Job) -> None:
+        self.queue.append((home, job))
+
+    def wait(self) -> list[tuple[Job, dict[str, Any]]]:
+        home, job = self.queue.pop(0)
+        hook = self.progress(job) if self.progress else None
+        return [(job, run_job(home, job.kind, job.spec, hook))]
+
+    @property
+    def busy(self) -> int:
+        return len(self.queue)
+
+
+def _worker_init() -> None:
+    """Pool worker set-up: one torch thread; die with the driver (no orphan keeps writing)."""
+    import signal
+
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the pool
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ROBBENCH_THREADS", "1")))
+
+
+class LocalExecutor(Executor):
+    """A pool of worker processes on this machine."""
+
+    name = "local"
+
+    def __init__(self, workers: int):
+        super().__init__(workers)
+        self._start_pool()
+        self.futures: dict[Any, Job] = {}
+
+    def _start_pool(self) -> None:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["torch", "robbench.jobs"])
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init)
+
+    def submit(self, home: str, job: Job) -> None:
+        self.futures[self.pool.submit(run_job, home, job.kind, job.spec)] = job
+
+    def wait(self) -> list[tuple[Job, dict[str, Any]]]:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as wait_futures
+        from concurrent.futures.process import BrokenProcessPool
+
+        done, _ = wait_futures(list(self.futures), return_when=FIRST_COMPLETED)
+        out, broken = [], False
+        for fut in done:
+            job = self.futures.pop(fut)
+            try:
+                out.append((job, fut.result()))
+            except BrokenProcessPool:
+                broken = True
+                out.append((job, {"status": "failed", "error": "its worker process died (killed or out of memory)"}))
+        if broken:  # every job in flight is lost with the pool: record them, start a fresh pool
+            for fut, job in list(self.futures.items()):
+                out.append((job, {"status": "failed", "error": "lost when a worker process died; run again"}))
+            self.futures.clear()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self._start_pool()
+        return out
+
+    @property
+    def busy(self) -> int:
+        return len(self.futures)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RayExecutor(Executor):
+    """Ray tasks (one CPU each). `address=None` starts a local instance with `workers` CPUs."""
+
+    name = "ray"
+
+    def __init__(self, workers: int, address: str | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise RobbenchError("the ray backend needs Ray: pip install 'robbench[ray]'") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            env = {k: v for k, v in os.environ.items() if k.startswith("ROBBENCH_")}
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                                      "runtime_env": {"env_vars": env}, "logging_level": "ERROR"}
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(num_cpus=workers, **kwargs)
+            except Exception as exc:  # ConnectionError, RuntimeError, ...: one line
+                raise RobbenchError(f"cannot start or reach Ray ({address or 'local'}): {exc}") from None
+            self._owns = True
+        else:
+            self._owns = False
+        super().__init__(int(ray.cluster_resources().get("CPU", workers)))
+        self.remote = ray.remote(num_cpus=1, max_retries=0)(run_job)
+        self.refs: dict[Any, Job] = {}
+
+    def submit(self, home: str, job: Job) -> None:
+        self.refs[self.remote.remote(home, job.kind, job.spec)] = job
+
+    def wait(self) -> list[tuple[Job, dict[str, Any]]]:
+        ready, _ = self.ray.wait(list(self.refs), num_returns=1)
+        out = []
+        for ref in ready:
+            job = self.refs.pop(ref)
+            try:
+                out.append((job, self.ray.get(ref)))
+            except Exception as exc:  # the worker died (node lost, OOM)
+                out.append((job, {"status": "failed", "error": f"Ray task failed: {type(exc).__name__}"}))
+        return out
+
+    @property
+    def busy(self) -> int:
+        return len(self.refs)
+
+    def shutdown(self) -> None:
+        for ref in self.refs:
+            self.ray.cancel(ref, force=True)
+        if self._owns:
+            self.ray.shutdown()
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def make_executor(backend: str, workers: int | None, jobs: int, address: str | None = None,
+                  progress: Callable | None = None) -> Executor:
+    """`workers=None`: the cores. One worker (or one job) runs inline on the local backend."""
+    if backend not in BACKENDS:
+        raise unknown("backend", backend, BACKENDS)
+    if workers is not None and workers < 1:
+        raise RobbenchError(f"--workers must be at least 1, got {workers}")
+    if backend == "ray":
+        return RayExecutor(workers or available_cores(), address)
+    if address:
+        raise RobbenchError("--address is only used with --backend ray")
+    n = min(workers or available_cores(), max(jobs, 1))
+    return InlineExecutor(progress) if n == 1 else LocalExecutor(n)
+
+
+# -------------------------------------------------------------------------------------- scheduler
+JOBS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_key   TEXT PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    label     TEXT NOT NULL,
+    spec      TEXT NOT NULL,  -- JSON
+    status    TEXT NOT NULL,  -- done or failed (skipped: a job it needs failed)
+    error     TEXT NOT NULL,
+    info      TEXT NOT NULL,  -- JSON: summary, wall time, executor, traceback of a crash
+    updated   TEXT NOT NULL
+);
+"""
+
+
+def record_outcome(store: ResultsStore, outcome: Outcome, executor: str, extra: dict | None = None) -> None:
+    status = "done" if outcome.status in ("done", "cached") else outcome.status
+    info = {"summary": outcome.summary, "wall_s": round(outcome.wall_s, 3), "executor": executor, **(extra or {})}
+    with store._tx():
+        store.conn.execute(
+            "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?)",
+            (outcome.job.key, outcome.job.kind, outcome.job.label, canonical_json(outcome.job.spec), status,
+             outcome.error, canonical_json(info), now()),
+        )
+
+
+def run_jobs(
+    jobs: list[Job], home: str | Path, executor: Executor, on_outcome: Callable[[Outcome], None] | None = None,
+) -> list[Outcome]:
+    """Run `jobs` (a DAG) to completion; returns one outcome per job, in finishing order."""
+    home = str(Path(home).resolve())
+    by_key = {j.key: j for j in jobs}
+    for j in jobs:
+        missing = [d for d in j.deps if d not in by_key]
+        if missing:
+            raise RobbenchError(f"job {j.label!r} needs a job that is not in the grid")
+    pending = dict(by_key)
+    status: dict[str, str] = {}
+    outcomes: list[Outcome] = []
+
+    def finish(outcome: Outcome, extra: dict | None = None) -> None:
+        status[outcome.job.key] = outcome.status
+        outcomes.append(outcome)
+        record_outcome(store, outcome, executor.name, extra)
+        if on_outcome is not None:
+            on_outcome(outcome)
+
+    with ResultsStore(home) as store:
+        store.conn.executescript(JOBS_SCHEMA)
+        try:
+            while pending or executor.busy:
+                progressed = False
+                for key, job in list(pending.items()):
+                    dep_states = [status.get(d) for d in job.deps]
+                    if any(s in ("failed", "skipped") for s in dep_states):
+                        failed = next(by_key[d].label for d in job.deps if status.get(d) in ("failed", "skipped"))
+                        del pending[key]
+                        finish(Outcome(job, "skipped", error=f"skipped: {failed} did not complete"))
+                        progressed = True
+                    elif all(s in ("done", "cached") for s in dep_states):
+                        del pending[key]
+                        if is_complete(store, job):
+                            finish(Outcome(job, "cached", summary="cached"))
+                        else:
+                            executor.submit(home, job)
+                        progressed = True
+                if executor.busy:
+                    for job, res in executor.wait():
+                        extra = {"traceback": res["traceback"]} if "traceback" in res else None
+                        finish(Outcome(job, res["status"], res.get("summary", ""), res.get("error", ""),
+                                       res.get("wall_s", 0.0)), extra)
+                elif pending and not progressed:
+                    raise RobbenchError("the job graph has a cycle")  # cannot happen for grids we build
+        finally:
+            executor.shutdown()
+    return outcomes
