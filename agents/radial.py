@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -70,7 +71,7 @@ def _expo_ratio(c: float) -> float:
 
 
 def radial_surrogate(
-    core: PPOCore, mb: Minibatch, bounds: PolicyMeanBounds, eps: float
+    core: PPOCore, mb: Minibatch, bounds: PolicyMeanBounds, eps: float, bound_advantages: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample (g(r, Â), L_adv) of RADIAL-PPO for a minibatch, with IBP bounds at radius `eps`.
 
@@ -79,6 +80,7 @@ def radial_surrogate(
     at distance d_min (d_max) bounds log π(a|ŝ) from above (below): ℓ_hi, ℓ_lo, and the ratios r_hi,
     r_lo. L_adv = min{r·Â, clip(r)·Â, r_hi·Â, clip(r_hi)·Â, r_lo·Â, clip(r_lo)·Â}
     = min(g(r), g(r_hi), g(r_lo)). At ε = 0, d_min = d_max = |a − μ(s)| and L_adv = g(r).
+    `bound_advantages` replaces Â in the four bound terms (the reference's raw advantages).
     """
     policy = core.policy
     mean = policy(mb.obs) if mb.mean is None else mb.mean  # the core's μ(s), reused
@@ -91,7 +93,9 @@ def radial_surrogate(
     zero = torch.zeros_like(a)
     log_prob_hi = gaussian_log_prob(zero, policy.log_std, d_min)
     log_prob_lo = gaussian_log_prob(zero, policy.log_std, d_max)
-    adv = torch.minimum(clean, torch.minimum(core.surrogate(log_prob_hi, mb), core.surrogate(log_prob_lo, mb)))
+    bound_mb = mb if bound_advantages is None else dataclasses.replace(mb, advantages=bound_advantages)
+    bound_terms = torch.minimum(core.surrogate(log_prob_hi, bound_mb), core.surrogate(log_prob_lo, bound_mb))
+    adv = torch.minimum(clean, bound_terms)
     return clean, adv
 
 
@@ -114,7 +118,8 @@ class Radial(Objective):
 
     Departures from the reference code, on purpose:
     - Â (per-minibatch normalised advantage) in all six terms; the reference used raw, un-normalised
-      advantages in the four bound terms and Â in the clean ones (trainers.md).
+      advantages in the four bound terms and Â in the clean ones (trainers.md). Setting
+      `bound_advantages="raw"` gives the reference's form.
     - Trained at the protocol ε of each env; the reference trained Walker2d at ε = 0.075 (the
       protocol's Walker2d ε is 0.05).
     - Before the ramp starts ε is exactly 0 (plain PPO); the reference's "expo" schedule sat at
@@ -134,6 +139,9 @@ class Radial(Objective):
                 f"settings eps_start ≤ eps_end ≤ 1 are required, got {self.eps_start:g} and {self.eps_end:g}"
             )
         self.ppo = check_ppo(params.get("ppo", {}))
+        self.bound_advantages = check_choice("bound_advantages", params.get("bound_advantages", "normalized"),
+                                             ("normalized", "raw"))
+        self._raw_advantages: torch.Tensor | None = None
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
@@ -142,6 +150,7 @@ class Radial(Objective):
             "eps_schedule": "smooth" if env == "hopper" else "expo",
             "eps_start": 0.25,
             "eps_end": 0.75,
+            "bound_advantages": "normalized",
             "ppo": dict(HALFCHEETAH_PPO) if env == "halfcheetah" else {},
         }
 
@@ -151,6 +160,10 @@ class Radial(Objective):
     def setup(self, core: PPOCore) -> None:
         self.bounds = PolicyMeanBounds(core.policy)
         self._total_steps = core.cfg.iterations * core.cfg.epochs * core.cfg.minibatches
+
+    def prepare_batch(self, core: PPOCore, batch) -> None:
+        if self.bound_advantages == "raw":
+            self._raw_advantages = batch.advantages
 
     def eps(self, core: PPOCore) -> float:
         """RADIAL's ε at the current minibatch step (its own schedule, not the core's linear ramp)."""
@@ -162,6 +175,7 @@ class Radial(Objective):
         eps = self.eps(core)
         if eps == 0.0:
             return None  # plain PPO
-        clean, adv = radial_surrogate(core, mb, self.bounds, eps)
+        raw = None if self._raw_advantages is None else self._raw_advantages[mb.index]
+        clean, adv = radial_surrogate(core, mb, self.bounds, eps, raw)
         return 0.5 * (clean - adv).mean()
 

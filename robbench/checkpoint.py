@@ -21,7 +21,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from robbench.errors import RobbenchError
+from robbench.errors import RobbenchError, io_error
 from robbench.filters import ObsFilter, RunningMeanStd
 from robbench.policy import Agent, GaussianPolicy, ValueNet
 
@@ -48,14 +48,17 @@ def file_sha256(path: str | Path) -> str:
 def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict) -> None:
     """Write a safetensors file with JSON `metadata` via a temporary file and an atomic rename."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     header = {
         "format": metadata.get("format", FORMAT),
         "robbench": json.dumps(metadata, sort_keys=True),
         "payload_sha256": payload_hash(tensors),
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".safetensors")
+    except OSError as exc:  # read-only home, permissions, full disk: one line
+        raise io_error(exc, path) from None
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
@@ -63,6 +66,9 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are shared read-only data
         os.replace(tmp, path)
+    except (OSError, SafetensorError) as exc:  # e.g. disk full (ENOSPC) or file size limit (EFBIG)
+        Path(tmp).unlink(missing_ok=True)
+        raise io_error(exc, path) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -78,11 +84,19 @@ def read_tensors(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[
             header = f.metadata() or {}
             tensors = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise RobbenchError(f"checkpoint {str(path)!r} is corrupt or truncated ({exc})") from None
-    if header.get("format") != expected_format:
-        raise RobbenchError(
-            f"checkpoint {str(path)!r} has format {header.get('format')!r}, expected {expected_format!r}"
-        )
+        if _looks_pickled(path):  # never unpickled: say what the file is
+            raise RobbenchError(f"checkpoint {str(path)!r} is a pickle (torch.save) file, not a robbench "
+                                "safetensors checkpoint; it was not loaded (unpickling can run code)") from None
+        reason = " ".join(str(exc).split())
+        raise RobbenchError(f"checkpoint {str(path)!r} is corrupt or truncated ({reason})") from None
+    found = header.get("format")
+    if found != expected_format:
+        if isinstance(found, str) and found.split("/")[0] == expected_format.split("/")[0]:
+            raise RobbenchError(
+                f"checkpoint {str(path)!r} has format {found!r}, written by an incompatible robbench version; "
+                f"this version reads {expected_format!r} (re-create it with this version)"
+            )
+        raise RobbenchError(f"checkpoint {str(path)!r} has format {found!r}, expected {expected_format!r}")
     if header.get("payload_sha256") != payload_hash(tensors):
         raise RobbenchError(f"checkpoint {str(path)!r} is corrupt (tensor checksum mismatch)")
     try:
@@ -90,6 +104,19 @@ def read_tensors(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[
     except (KeyError, json.JSONDecodeError):
         raise RobbenchError(f"checkpoint {str(path)!r} is corrupt (unreadable metadata)") from None
     return tensors, meta
+
+
+def _looks_pickled(path: Path) -> bool:
+    """A pickle (protocol ≥ 2: 0x80 then the protocol) or a zip (torch.save's default format), and not
+    a safetensors file (8-byte header length, then '{')."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    if head[8:9] == b"{":
+        return False
+    return (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")) or head[:2] == b"PK"
 
 
 def save_agent(agent: Agent, path: str | Path) -> None:

@@ -78,10 +78,16 @@ def _parse_params(items: list[str]) -> dict:
     return params
 
 
-def _open_store(home: Optional[str], must_exist: bool):
+def _open_store(home: Optional[str], must_exist: bool, readonly: bool = False):
     from robbench.store import ResultsStore, resolve_home
 
-    return ResultsStore(resolve_home(home, must_exist=must_exist))
+    return ResultsStore(resolve_home(home, must_exist=must_exist), readonly=readonly)
+
+
+def _check_executor(backend: str, workers, address) -> None:
+    from robbench.jobs import check_executor_options
+
+    check_executor_options(backend, workers, address)
 
 
 WorkersOpt = typer.Option(None, "--workers", help="Parallel jobs (default: the cores; 1 runs in this process).")
@@ -117,7 +123,8 @@ def _execute(jobs, home: Path, workers, backend: str, address, title: str) -> li
                 bar.remove_task(inner.pop(o.job.key))
             if o.status != "cached":
                 mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]"}[o.status]
-                bar.console.print(f"{mark} {o.job.label}: {text}", highlight=False, markup=True)
+                # soft_wrap: one line per job even in a pipe or a log (the terminal wraps it, not rich)
+                bar.console.print(f"{mark} {o.job.label}: {text}", highlight=False, markup=True, soft_wrap=True)
             bar.update(overall, advance=1, info=o.job.label)
 
         outcomes = run_jobs(jobs, home, executor, on_outcome)
@@ -162,6 +169,7 @@ def train(
     from robbench.registry import get_trainer
 
     get_trainer(method), get_env_spec(env)
+    _check_executor(backend, workers, address)
     params = _parse_params(param)
     if kappa is not None:
         params["kappa"] = kappa
@@ -208,8 +216,9 @@ def evaluate(
 
     if episodes <= 0:
         raise RobbenchError(f"--episodes must be positive, got {episodes}")
-    if eps is not None and (eps != eps or eps < 0):
+    if eps is not None and (eps != eps or eps < 0 or eps == float("inf")):
         raise RobbenchError(f"--eps must be a number ≥ 0, got {eps}")
+    _check_executor(backend, workers, address)
     table = all_attacks()
     if attacks == "all":
         names = list(table)
@@ -286,7 +295,7 @@ def report(
             paper_csv = str(PAPER_CSV)
         elif not Path(paper_csv).is_file():
             raise RobbenchError(f"--paper-csv {paper_csv!r} is not a file")
-    with _open_store(home, must_exist=True) as store:
+    with _open_store(home, must_exist=True, readonly=True) as store:  # works on a read-only home
         text = render(store, format, compare_paper=compare_paper, paper_csv=paper_csv)
     if out is None:
         sys.stdout.write(text)
@@ -326,6 +335,7 @@ def run(
     from robbench.grid import grid_jobs, load_grid
     from robbench.jobs import is_complete
 
+    _check_executor(backend, workers, address)
     grid = load_grid(grid_file)
     with _open_store(home, must_exist=False) as store:
         jobs = grid_jobs(grid, store)
@@ -386,7 +396,7 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
             shown = "\n".join(f"{k}: {v}" for k, v in budgets.items()) or "—"
             t.add_row(name, "yes" if cls.needs_fit else "no", shown, json.dumps(cls.default_params()), cls.description)
     else:
-        with _open_store(home, must_exist=True) as store:
+        with _open_store(home, must_exist=True, readonly=True) as store:
             t = Table(Column("agent id", overflow="fold", min_width=24), "method", "env", "seed", "preset", "steps",
                       Column("trained on", overflow="fold"))
             for a in store.agents():

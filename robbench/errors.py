@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import re
 from collections.abc import Iterable
 
 
@@ -13,3 +16,33 @@ def unknown(kind: str, value: object, valid: Iterable[str]) -> RobbenchError:
     """Build the standard 'unknown X' error listing the accepted choices."""
     choices = ", ".join(sorted(valid))
     return RobbenchError(f"unknown {kind} {value!r}; valid choices: {choices}")
+
+
+_FULL = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+_SQLITE_READONLY, _SQLITE_FULL = 8, 13
+
+
+def io_error(exc: BaseException, path: object) -> RobbenchError:
+    """One line for a failed file or database access: disk full, read-only, permission denied, ...
+
+    `exc` is an OSError, a sqlite3 error or a safetensors error ("... (os error 28)")."""
+    code = getattr(exc, "errno", None)
+    if code is None:
+        match = re.search(r"os error (\d+)", str(exc))
+        code = int(match.group(1)) if match else None
+    sqlite_code = getattr(exc, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        code = {_SQLITE_FULL: errno.ENOSPC, _SQLITE_READONLY: errno.EROFS}.get(sqlite_code & 0xFF, code)
+    where = repr(str(path))
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    if any(w in name for w in ("_WRITE", "_TRUNCATE", "_FSYNC", "_SHMSIZE")):  # SQLite hides the errno
+        return RobbenchError(f"disk I/O error while writing {where} (disk full or file too large?)")
+    if code in _FULL:
+        return RobbenchError(f"disk full or file too large while writing {where}")
+    if code == errno.EROFS:
+        return RobbenchError(f"cannot write {where}: it is read-only")
+    if code in (errno.EACCES, errno.EPERM):
+        return RobbenchError(f"permission denied on {where}")
+    strerror = getattr(exc, "strerror", None) or (os.strerror(code) if isinstance(code, int) else None)
+    reason = " ".join(str(strerror or exc).split())
+    return RobbenchError(f"I/O error on {where}: {reason}")

@@ -116,6 +116,15 @@ def load_grid(path: str | Path) -> Grid:
 
 
 def parse_grid(raw: Any, name: str = "grid") -> Grid:
+    """Validate a parsed grid; every error is one line starting with the file's name."""
+    try:
+        return _parse_grid(raw, name)
+    except RobbenchError as exc:
+        text = str(exc)
+        raise RobbenchError(text if text.startswith(f"{name}: ") else f"{name}: {text}") from None
+
+
+def _parse_grid(raw: Any, name: str) -> Grid:
     from robbench.certify import parse_methods, validate_threshold
     from robbench.envs import get_env_spec
     from robbench.registry import attacks, get_trainer
@@ -151,7 +160,7 @@ def parse_grid(raw: Any, name: str = "grid") -> Grid:
             raise RobbenchError(f"{name}: {key} must be a table of tables ({key}.<name>.<setting> = value)")
         for k in value:
             if k not in registry:
-                raise unknown(f"name in {name}: {key}", k, registry)
+                raise unknown(f"{key} name", k, registry)
         return {k: dict(v) for k, v in value.items()}
 
     grid = Grid()
@@ -179,12 +188,12 @@ def parse_grid(raw: Any, name: str = "grid") -> Grid:
         grid.attacks = list(table_attacks)
     for a in grid.attacks:
         if a not in table_attacks:
-            raise unknown(f"attack in {name}", a, table_attacks)
+            raise unknown("attack", a, table_attacks)
     grid.attack_params = table("attack_params", table_attacks)
     grid.episodes = integer("episodes", 50)
     eps = raw.get("eps")
     if eps is not None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps):
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
             raise RobbenchError(f"{name}: eps must be a finite number ≥ 0, got {eps!r}")
         grid.eps = validate_eps(float(eps))
     grid.certify = parse_methods(",".join(names("certify"))) if raw.get("certify") else []

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sqlite3
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -31,8 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robbench.errors import RobbenchError, unknown
-from robbench.store import ResultsStore, canonical_json, now
+from robbench.errors import RobbenchError, io_error, unknown
+from robbench.store import DB_NAME, ResultsStore, canonical_json, now
 
 KINDS = ("train", "fit", "evaluate", "certify")
 BACKENDS = ("local", "ray")
@@ -76,12 +77,12 @@ def run_job(home: str, kind: str, spec: dict[str, Any], progress: Callable | Non
         return {"status": status, "summary": summary, "wall_s": time.perf_counter() - start}
     except RobbenchError as exc:
         return {"status": "failed", "error": str(exc), "wall_s": time.perf_counter() - start}
-    except OSError as exc:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return {"status": "failed", "error": f"I/O error: {exc.strerror or exc}{where}",
-                "wall_s": time.perf_counter() - start}
+    except (OSError, sqlite3.Error) as exc:  # disk full, read-only home, ...: one readable line
+        where = Path(home) / DB_NAME if isinstance(exc, sqlite3.Error) else (exc.filename or home)
+        return {"status": "failed", "error": str(io_error(exc, where)), "wall_s": time.perf_counter() - start}
     except Exception as exc:  # a bug: keep the traceback in the jobs log, one line on screen
-        return {"status": "failed", "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(),
+        return {"status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split()),
+                "traceback": traceback.format_exc(),
                 "wall_s": time.perf_counter() - start}
 
 
@@ -95,8 +96,12 @@ def _run_train(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
         store, spec["method"], spec["env"], spec["seed"], spec["preset"], spec.get("steps"), spec["num_envs"],
         spec.get("force", False), spec.get("params") or {}, on_iter,
     )
-    ret = record.meta.get("provenance", {}).get("final_train_return")
-    return ("done" if trained else "cached"), f"{record.agent_id}: train return {ret:.0f}" if ret else record.agent_id
+    prov = record.meta.get("provenance", {})
+    ret = prov.get("final_train_return")
+    text = f"{record.steps} steps, train return {ret:.0f}" if ret is not None else f"{record.steps} steps"
+    if prov.get("resumed_from_iteration"):
+        text += f" (resumed at iteration {prov['resumed_from_iteration']})"
+    return ("done" if trained else "cached"), text
 
 
 def _attack(store: ResultsStore, spec: dict):
@@ -354,17 +359,22 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def make_executor(backend: str, workers: int | None, jobs: int, address: str | None = None,
-                  progress: Callable | None = None) -> Executor:
-    """`workers=None`: the cores. One worker (or one job) runs inline on the local backend."""
+def check_executor_options(backend: str, workers: int | None, address: str | None) -> None:
+    """One-line errors for --backend, --workers and --address (the CLI checks them before any work)."""
     if backend not in BACKENDS:
         raise unknown("backend", backend, BACKENDS)
     if workers is not None and workers < 1:
         raise RobbenchError(f"--workers must be at least 1, got {workers}")
+    if address and backend != "ray":
+        raise RobbenchError("--address is only used with --backend ray")
+
+
+def make_executor(backend: str, workers: int | None, jobs: int, address: str | None = None,
+                  progress: Callable | None = None) -> Executor:
+    """`workers=None`: the cores. One worker (or one job) runs inline on the local backend."""
+    check_executor_options(backend, workers, address)
     if backend == "ray":
         return RayExecutor(workers or available_cores(), address)
-    if address:
-        raise RobbenchError("--address is only used with --backend ray")
     n = min(workers or available_cores(), max(jobs, 1))
     return InlineExecutor(progress) if n == 1 else LocalExecutor(n)
 

@@ -152,6 +152,8 @@ class ResumePoint:
             atomic_save_tensors(self.path, tensors, {"format": FORMAT, "identity": self.identity, "state": skeleton})
         except OSError as exc:
             raise RobbenchError(f"cannot write snapshot {str(self.path)!r}: {exc.strerror or exc}") from None
+        except RobbenchError as exc:  # disk full, read-only home, ... (already one line, naming the file)
+            raise RobbenchError(f"cannot write snapshot: {exc}") from None
         self._last = time.monotonic()
 
     def clear(self) -> None:

@@ -15,6 +15,7 @@ in one transaction: a process killed at any moment leaves either the whole cell 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robbench.errors import RobbenchError
+from robbench.errors import RobbenchError, io_error
 
 DB_NAME = "results.sqlite"
 DEFAULT_HOME = "robbench-results"
@@ -146,17 +147,29 @@ class AgentRecord:
 class ResultsStore:
     """Access to one results home. Use as a context manager."""
 
-    def __init__(self, home: str | os.PathLike):
+    def __init__(self, home: str | os.PathLike, readonly: bool = False):
+        """`readonly=True` (reports, listings) only reads, so it also works on a home it cannot write."""
         self.home = Path(home)
+        self.readonly = readonly
         try:
-            self.home.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.home / DB_NAME, timeout=60.0, isolation_level=None)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            self.conn.execute("PRAGMA foreign_keys=ON")
-            self.conn.executescript(SCHEMA)
+            if readonly:
+                self.conn = _connect_readonly(self.home / DB_NAME)
+            else:
+                self.home.mkdir(parents=True, exist_ok=True)
+                self.conn = sqlite3.connect(self.home / DB_NAME, timeout=60.0, isolation_level=None)
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                self.conn.execute("PRAGMA foreign_keys=ON")
+                self.conn.executescript(SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise RobbenchError(f"cannot open results home {str(self.home)!r}: {exc}") from None
+            reason = " ".join(str(exc).split())
+            if not readonly and (getattr(exc, "sqlite_errorcode", 0) & 0xFF == 8
+                                 or getattr(exc, "errno", None) in (errno.EACCES, errno.EPERM, errno.EROFS)):
+                raise RobbenchError(f"cannot open results home {str(self.home)!r} for writing: it is read-only "
+                                    f"({reason}); fix its permissions or pass a writable --home") from None
+            if isinstance(exc, OSError) or getattr(exc, "sqlite_errorcode", 0) & 0xFF in (10, 13):  # IOERR, FULL
+                reason = str(io_error(exc, getattr(exc, "filename", None) or self.home / DB_NAME))
+            raise RobbenchError(f"cannot open results home {str(self.home)!r}: {reason}") from None
         self.conn.row_factory = sqlite3.Row
 
     def __enter__(self) -> ResultsStore:
@@ -297,30 +310,72 @@ class ResultsStore:
 
     # -------------------------------------------------------------------------------- internals
     def _tx(self):
-        return _Transaction(self.conn)
+        return _Transaction(self.conn, self.home / DB_NAME)
 
 
 class _Transaction:
     """BEGIN IMMEDIATE … COMMIT, rolled back on any exception (incl. KeyboardInterrupt)."""
 
-    def __init__(self, conn: sqlite3.Connection):
+    def __init__(self, conn: sqlite3.Connection, path: Path | None = None):
         self.conn = conn
+        self.path = path or Path(DB_NAME)
 
     def __enter__(self) -> None:
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise RobbenchError(f"results database is not writable: {exc}") from None
+            raise RobbenchError(f"results database is not writable: {_db_reason(exc, self.path)}") from None
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")
             except sqlite3.Error as err:
-                self.conn.execute("ROLLBACK")
-                raise RobbenchError(f"could not commit results: {err}") from None
+                self._rollback()
+                raise RobbenchError(f"could not commit results: {_db_reason(err, self.path)}") from None
         else:
+            self._rollback()
+            # disk full, read-only or I/O error in the middle of a write: one line (a bug stays a bug)
+            if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", 0) & 0xFF in (8, 10, 13):
+                raise RobbenchError(f"could not write results: {_db_reason(exc, self.path)}") from None
+
+    def _rollback(self) -> None:
+        """ROLLBACK unless SQLite already rolled back itself (it does on a full disk or an I/O error)."""
+        if self.conn.in_transaction:
             self.conn.execute("ROLLBACK")
+
+
+def _db_reason(err: sqlite3.Error, path: Path) -> str:
+    """`database or disk is full` → the readable form robbench uses for every full disk."""
+    if getattr(err, "sqlite_errorcode", 0) & 0xFF in (8, 10, 13):  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL
+        return str(io_error(err, path))
+    return " ".join(str(err).split())
+
+
+def _connect_readonly(db: Path) -> sqlite3.Connection:
+    """Open the database only to read it (no schema, no pragma writes), for reports and listings.
+
+    In a writable home this is an ordinary connection (which tidies up its `-wal`/`-shm` on close);
+    else `mode=ro`; and a WAL database in a directory this process cannot write (no `-shm` can be
+    created) is read as the file stands, provided no `-wal` holds commits not yet merged into it."""
+    uri = db.resolve().as_uri()
+    if not db.is_file():  # mode=rw would fail too; never create a database here
+        raise sqlite3.OperationalError(f"unable to open database file {str(db)!r}")
+    last: sqlite3.Error | None = None
+    for mode in ("rw", "ro"):
+        conn = sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=60.0, isolation_level=None)
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            last = exc
+    wal = db.with_name(db.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise last
+    conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return conn
 
 
 def iter_agent_ids(store: ResultsStore, selector: str) -> Iterator[str]:
