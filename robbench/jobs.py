@@ -207,6 +207,10 @@ class Executor(ABC):
     def shutdown(self) -> None:
         pass
 
+    def abort(self) -> None:
+        """Stop now (Ctrl-C, an error in the driver): jobs in flight are dropped; their snapshots stay."""
+        self.shutdown()
+
 
 class InlineExecutor(Executor):
     """One job at a time in this process (no start-up cost; progress inside the job is shown)."""
@@ -296,6 +300,11 @@ class LocalExecutor(Executor):
 
     def shutdown(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+
+    def abort(self) -> None:
+        for proc in list(getattr(self.pool, "_processes", {}).values()):
+            proc.kill()  # a job killed mid-way resumes from its snapshot next time
+        self.shutdown()
 
 
 class RayExecutor(Executor):
@@ -452,6 +461,8 @@ def run_jobs(
                                        res.get("wall_s", 0.0)), extra)
                 elif pending and not progressed:
                     raise RobbenchError("the job graph has a cycle")  # cannot happen for grids we build
-        finally:
-            executor.shutdown()
+        except BaseException:
+            executor.abort()
+            raise
+        executor.shutdown()
     return outcomes

@@ -178,3 +178,23 @@ def test_failed_job_is_recorded_and_dependents_skipped(tmp_path, monkeypatch):
     conn = sqlite3.connect(tmp_path / "results.sqlite")
     rows = dict(conn.execute("SELECT label, status FROM jobs").fetchall())
     assert rows == {"train ok": "done", "train bad": "failed", "evaluate child": "skipped"}
+
+
+def test_ctrl_c_stops_the_grid_at_once_and_leaves_no_worker(grid_file, tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "robbench.cli", "run", str(grid_file), "--workers", "2",
+                             "--home", str(tmp_path / "home")], stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    time.sleep(5)
+    assert proc.poll() is None
+    start = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 130 and time.monotonic() - start < 5
+    assert err.strip().splitlines()[-1].startswith("interrupted: finished cells and agents are kept")
+    for _ in range(50):  # no worker of that session survives the driver (zombies are reaped by init)
+        states = subprocess.run(["ps", "-s", str(proc.pid), "-o", "stat="], capture_output=True, text=True).stdout
+        if all(st.startswith("Z") for st in states.split()):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"processes left running: {states!r}")
