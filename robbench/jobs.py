@@ -36,6 +36,7 @@ from robbench.errors import RobbenchError, io_error, unknown
 from robbench.store import DB_NAME, ResultsStore, canonical_json, now
 
 KINDS = ("train", "fit", "evaluate", "certify")
+PRIORITY = {"train": 0, "fit": 1, "evaluate": 2, "certify": 2}
 BACKENDS = ("local", "ray")
 
 
@@ -426,6 +427,7 @@ def run_jobs(
             raise RobbenchError(f"job {j.label!r} needs a job that is not in the grid")
     pending = dict(by_key)
     status: dict[str, str] = {}
+    checked: set[str] = set()
     outcomes: list[Outcome] = []
 
     def finish(outcome: Outcome, extra: dict | None = None) -> None:
@@ -439,27 +441,35 @@ def run_jobs(
         store.conn.executescript(JOBS_SCHEMA)
         try:
             while pending or executor.busy:
-                progressed = False
-                for key, job in list(pending.items()):
-                    dep_states = [status.get(d) for d in job.deps]
-                    if any(s in ("failed", "skipped") for s in dep_states):
-                        failed = next(by_key[d].label for d in job.deps if status.get(d) in ("failed", "skipped"))
-                        del pending[key]
-                        finish(Outcome(job, "skipped", error=f"skipped: {failed} did not complete"))
-                        progressed = True
-                    elif all(s in ("done", "cached") for s in dep_states):
-                        del pending[key]
-                        if is_complete(store, job):
-                            finish(Outcome(job, "cached", summary="cached"))
-                        else:
-                            executor.submit(home, job)
-                        progressed = True
+                progressed = True
+                while progressed:  # settle skips and cached jobs, which may make more jobs ready
+                    progressed = False
+                    for key, job in list(pending.items()):
+                        dep_states = [status.get(d) for d in job.deps]
+                        if any(s in ("failed", "skipped") for s in dep_states):
+                            failed = next(by_key[d].label for d in job.deps if status.get(d) in ("failed", "skipped"))
+                            del pending[key]
+                            finish(Outcome(job, "skipped", error=f"skipped: {failed} did not complete"))
+                            progressed = True
+                        elif key not in checked and all(s in ("done", "cached") for s in dep_states):
+                            checked.add(key)  # ready: is its output stored already? (asked once)
+                            if is_complete(store, job):
+                                del pending[key]
+                                finish(Outcome(job, "cached", summary="cached"))
+                                progressed = True
+                # Keep every worker busy, preferring the jobs that finish an agent's results
+                # (evaluate > fit > train): complete rows come early, and a kill loses least.
+                ready = [j for j in pending.values() if all(status.get(d) in ("done", "cached") for d in j.deps)]
+                ready.sort(key=lambda j: -PRIORITY[j.kind])
+                for job in ready[: max(0, executor.workers - executor.busy)]:
+                    del pending[job.key]
+                    executor.submit(home, job)
                 if executor.busy:
                     for job, res in executor.wait():
                         extra = {"traceback": res["traceback"]} if "traceback" in res else None
                         finish(Outcome(job, res["status"], res.get("summary", ""), res.get("error", ""),
                                        res.get("wall_s", 0.0)), extra)
-                elif pending and not progressed:
+                elif pending:
                     raise RobbenchError("the job graph has a cycle")  # cannot happen for grids we build
         except BaseException:
             executor.abort()

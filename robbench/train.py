@@ -51,6 +51,13 @@ def train_agent(
     if not force:
         existing = {a.agent_id: a for a in store.agents()}
         if aid in existing and existing[aid].path.is_file():
+            stored = existing[aid].meta.get("config", {}).get("trainer", {})
+            differ = sorted(k for k, v in (trainer_params or {}).items() if stored.get(k, "<unset>") != v)
+            if differ:
+                raise RobbenchError(
+                    f"agent {aid!r} exists, trained with other settings ({', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); "
+                    "use --force to retrain it, or another --home"
+                )
             return existing[aid], False
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     code_version = provenance.code_version()  # of the code that starts the run
