@@ -6,16 +6,31 @@ __version__ = "0.1.0"
 
 
 def load_agent(agent_id_or_path: str, home: str | None = None):
-    """Load a trained agent by id (e.g. ``"hopper/ppo/quick/0"``) from a results home, or by path.
+    """Load an agent: a checkpoint path, a zoo id, or an agent id of a results home.
 
-    One line from Python: ``agent = robbench.load_agent("hopper/ppo/paper/0")``.
+    One line from Python: ``agent = robbench.load_agent("hopper/barppo/0")`` — a short zoo id
+    ``<env>/<method>/<seed>``, checked against the zoo manifest's sha256 (robbench/zoo.py). A full
+    id ``<env>/<method>/<budget>/<seed>`` is looked up in the results home (``home``, else
+    ``$ROBBENCH_HOME``, else ``./robbench-results``) and, if that home does not have it, in the zoo.
     """
     from pathlib import Path
 
+    from robbench import zoo
     from robbench.checkpoint import load_agent_file
-    from robbench.store import ResultsStore, resolve_home
+    from robbench.errors import RobbenchError
+    from robbench.store import DB_NAME, ResultsStore, resolve_home
 
     if agent_id_or_path.endswith(".safetensors") or Path(agent_id_or_path).is_file():
         return load_agent_file(agent_id_or_path)
-    with ResultsStore(resolve_home(home, must_exist=True)) as store:
-        return store.load_agent(agent_id_or_path)
+    if agent_id_or_path.count("/") == 2:
+        return zoo.load(agent_id_or_path)
+    root = resolve_home(home)
+    if (root / DB_NAME).is_file():
+        with ResultsStore(root, readonly=True) as store:
+            if agent_id_or_path in {a.agent_id for a in store.agents()}:
+                return store.load_agent(agent_id_or_path)
+    try:
+        return zoo.load(agent_id_or_path)
+    except RobbenchError:
+        raise RobbenchError(f"unknown agent {agent_id_or_path!r}: not in results home {str(root)!r} "
+                            "nor in the zoo (`robbench zoo list`)") from None

@@ -195,7 +195,8 @@ def train(
 @app.command()
 @cli_errors
 def evaluate(
-    agents: str = typer.Option("all", help="`all` or comma-separated agent ids."),
+    agents: str = typer.Option("all", help="`all`, `zoo` (the shipped reference agents, imported into the home "
+                               "first) or comma-separated agent ids."),
     attacks: str = typer.Option("all", help="`all` or comma-separated attack names (see `robbench list attacks`)."),
     episodes: int = typer.Option(50, help="Episodes per (agent, attack)."),
     eps: Optional[float] = typer.Option(None, help="Override the protocol ε (labelled non-standard)."),
@@ -236,8 +237,13 @@ def evaluate(
     from robbench.grid import attack_jobs
     from robbench.jobs import is_complete
 
-    with _open_store(home, must_exist=True) as store:
-        ids = list(iter_agent_ids(store, agents))
+    with _open_store(home, must_exist=agents != "zoo") as store:
+        if agents == "zoo":
+            from robbench import zoo
+
+            ids = zoo.import_into(store)
+        else:
+            ids = list(iter_agent_ids(store, agents))
         if not ids:
             raise RobbenchError("no agents in this results home; train one with `robbench train`")
         for name, p in attack_params.items():  # bad settings: one line now, not one failure per job
@@ -470,6 +476,39 @@ def certify(
     out_console.print(t)
     for n in notes:
         out_console.print(n)
+
+
+# ----------------------------------------------------------------------------------------------- zoo
+zoo_app = typer.Typer(help="The reference zoo shipped with robbench (robbench/zoo/).", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+
+
+@zoo_app.command("list")
+@cli_errors
+def zoo_list():
+    """The zoo's agents with their published natural and worst-case returns."""
+    from robbench import zoo
+
+    t = Table("id", "method", "env", "seed", "budget", "natural", "worst (attack)", "sha256",
+              box=box.SIMPLE_HEAD)
+    for e in zoo.manifest()["agents"]:
+        worst = e["worst"]
+        t.add_row(e["short_id"], e["method"], e["env"], str(e["seed"]), e["budget"], f"{e['natural']:.0f}",
+                  f"{worst['mean']:.0f} ({worst['attack']})" if worst else "—", e["sha256"][:12])
+    out_console.print(t)
+
+
+@zoo_app.command("export")
+@cli_errors
+def zoo_export(
+    home: list[str] = typer.Option(..., "--home", help="A published results home (repeatable)."),
+    budget: str = typer.Option("paper", help="Only agents trained at this budget."),
+):
+    """Rebuild robbench/zoo/ (checkpoints + manifest) from published results homes (maintainers)."""
+    from robbench import zoo
+
+    data = zoo.export([Path(h) for h in home], budget=budget)
+    console.print(f"wrote {zoo.ZOO_DIR / 'manifest.json'}: {len(data['agents'])} agents")
 
 
 # ----------------------------------------------------------------------------------------------- toy

@@ -1,0 +1,85 @@
+"""The shipped zoo: manifest hashes, one-line loading, and exact reproduction of published returns."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import robbench
+from robbench import zoo
+from robbench.checkpoint import file_sha256
+from robbench.errors import RobbenchError
+from robbench.evaluate import Protocol, evaluate
+from robbench.registry import get_attack
+from robbench.store import ResultsStore
+
+pytestmark = pytest.mark.skipif(not (zoo.ZOO_DIR / "manifest.json").is_file(), reason="no zoo in this checkout")
+
+
+def test_every_zoo_file_matches_its_manifest_hash():
+    entries = zoo.manifest()["agents"]
+    assert entries
+    for e in entries:
+        assert file_sha256(zoo.ZOO_DIR / e["file"]) == e["sha256"], e["file"]
+        assert e["natural"] == e["attacks"]["none"]["mean"]
+        assert e["worst"]["mean"] == min(a["mean"] for k, a in e["attacks"].items() if k != "none")
+        assert e["budget"] == "paper"
+
+
+def test_load_agent_by_short_and_full_id():
+    e = zoo.manifest()["agents"][0]
+    a = robbench.load_agent(e["short_id"])
+    b = robbench.load_agent(e["agent_id"], home="/nonexistent-home")
+    assert a.meta["agent_id"] == b.meta["agent_id"] == e["agent_id"]
+    with pytest.raises(RobbenchError, match="unknown zoo agent 'hopper/nope/0'"):
+        robbench.load_agent("hopper/nope/0")
+
+
+def test_a_modified_zoo_file_is_refused(tmp_path):
+    copy = tmp_path / "zoo"
+    shutil.copytree(zoo.ZOO_DIR, copy)
+    e = zoo.manifest(copy)["agents"][0]
+    path = copy / e["file"]
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(RobbenchError, match="does not match the manifest's sha256"):
+        zoo.load(e["short_id"], copy)
+
+
+def _reproduce(entry: dict, attack: str) -> None:
+    agent = zoo.load(entry["short_id"])
+    protocol = Protocol.for_env(entry["env"], episodes=entry["episodes"])
+    result = evaluate(agent, get_attack(attack)(protocol.eps), protocol)
+    published = entry["attacks"][attack]
+    assert zoo.returns_digest(result.returns.tolist()) == published["returns_sha256"]
+    assert round(result.mean, 6) == published["mean"]
+
+
+def test_zoo_natural_returns_reproduce_exactly():
+    """Two zoo agents re-evaluated here give the manifest's per-episode returns bit for bit."""
+    entries = zoo.manifest()["agents"]
+    picked = [e for e in entries if e["method"] in ("barppo", "ppo") and e["seed"] == 0][:2]
+    for e in picked:
+        _reproduce(e, "none")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("attack", ["none", "random"])
+def test_whole_zoo_reproduces_exactly(attack):
+    for e in zoo.manifest()["agents"]:
+        _reproduce(e, attack)
+
+
+def test_evaluate_agents_zoo_imports_and_runs(tmp_path):
+    """`robbench evaluate --agents zoo` on an empty home imports the zoo (hash-checked) and runs it."""
+    res = subprocess.run([sys.executable, "-m", "robbench.cli", "evaluate", "--agents", "zoo", "--attacks", "none",
+                          "--episodes", "1", "--home", str(tmp_path / "home")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    with ResultsStore(tmp_path / "home") as store:
+        ids = {a.agent_id: a.sha256 for a in store.agents()}
+        assert ids == {e["agent_id"]: e["sha256"] for e in zoo.manifest()["agents"]}
+        assert len(store.cells()) == len(ids)
