@@ -135,7 +135,8 @@ def export(homes: list[Path], zoo_dir: Path = ZOO_DIR, budget: str = "paper") ->
                         a: {"mean": round(c["mean"], 6), "std": round(c["std"], 6),
                             "returns_sha256": returns_digest(c["returns"]),
                             "members": len(c.get("scan_members", [c])),
-                            "preset": c["attack_config"].get("preset")}
+                            "preset": c["attack_config"].get("preset"),
+                            "evaluated_on": c["info"].get("machine")}
                         for a, c in sorted(e.cells.items())
                     }
                     rel = Path(rec.env) / rec.method / rec.budget / f"seed{rec.seed}.safetensors"

@@ -34,7 +34,11 @@ def _same_tensors(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-@pytest.mark.parametrize("method", ["ppo", "barppo", "wocar"])
+SLOW_TRAINERS = ("sappo", "sappo-convex", "radial", "arppo", "arppo-noguide", "barppo-noguide")
+
+
+@pytest.mark.parametrize("method", ["ppo", "barppo", "wocar"]
+                         + [pytest.param(m, marks=pytest.mark.slow) for m in SLOW_TRAINERS])
 def test_training_resumes_bit_for_bit(tmp_path, monkeypatch, method):
     monkeypatch.setenv("ROBBENCH_SNAPSHOT_S", "0")  # a snapshot after every iteration
     steps = 4 * 2048
@@ -89,8 +93,9 @@ def test_snapshot_write_failure_is_one_line(tmp_path):
         point.save({"a": torch.zeros(2)})
 
 
-def test_adversary_fit_resumes_bit_for_bit(tmp_path, monkeypatch, smoke_home):
-    """An SA-RL adversary fit killed mid-way resumes to the same artifact and the same cell."""
+@pytest.mark.parametrize("attack", ["sa_rl", "pa_ad"])
+def test_adversary_fit_resumes_bit_for_bit(tmp_path, monkeypatch, smoke_home, attack):
+    """A learned adversary's fit killed mid-way resumes to the same artifact and the same cell."""
     import shutil
 
     from robbench.evaluate import evaluate_cell
@@ -103,7 +108,7 @@ def test_adversary_fit_resumes_bit_for_bit(tmp_path, monkeypatch, smoke_home):
         shutil.copytree(smoke_home, home)
         homes.append(home)
     with ResultsStore(homes[0]) as store:
-        _, ref = evaluate_cell(store, "hopper/ppo/smoke/0", "sa_rl", episodes=3, attack_params=params)
+        _, ref = evaluate_cell(store, "hopper/ppo/smoke/0", attack, episodes=3, attack_params=params)
 
     def dying(done, total, info=""):
         if done == 1:
@@ -111,10 +116,10 @@ def test_adversary_fit_resumes_bit_for_bit(tmp_path, monkeypatch, smoke_home):
 
     with ResultsStore(homes[1]) as store:
         with pytest.raises(Killed):
-            evaluate_cell(store, "hopper/ppo/smoke/0", "sa_rl", episodes=3, attack_params=params,
+            evaluate_cell(store, "hopper/ppo/smoke/0", attack, episodes=3, attack_params=params,
                           fit_progress=dying)
         assert list((homes[1] / "partial" / "attacks").rglob("*.safetensors"))
-        _, got = evaluate_cell(store, "hopper/ppo/smoke/0", "sa_rl", episodes=3, attack_params=params)
+        _, got = evaluate_cell(store, "hopper/ppo/smoke/0", attack, episodes=3, attack_params=params)
         assert got.info["fit"]["fit_stats"]["resumed_from_iteration"] == 1
     assert got.returns.tolist() == ref.returns.tolist()
     ref_curve = ref.info["fit"]["fit_stats"]["adversary_return_per_iteration"]
