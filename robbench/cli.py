@@ -6,6 +6,8 @@
     robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold]
     robbench report --format markdown|csv|json [--out]
     robbench list envs|trainers|attacks|agents
+    robbench merge <other-home>... [--home]
+    robbench zoo list|export
     robbench demo
 
 Bad input gets one line on stderr naming the bad value and the valid choices, exit status 2, no
@@ -476,6 +478,25 @@ def certify(
     out_console.print(t)
     for n in notes:
         out_console.print(n)
+
+
+# --------------------------------------------------------------------------------------------- merge
+@app.command()
+@cli_errors
+def merge(
+    sources: list[str] = typer.Argument(..., metavar="SOURCE...", help="Results homes to merge in."),
+    home: Optional[str] = HomeOpt,
+):
+    """Merge other results homes (agents, fitted attacks, cells, certificates) into this one."""
+    from robbench.merge import merge_home
+
+    with _open_store(home, must_exist=False) as store:
+        for src in sources:
+            rep = merge_home(store, Path(src))
+            console.print(f"{src}: {rep.agents} agents, {rep.artifacts} fitted attacks, {rep.cells} cells, "
+                          f"{rep.certificates} certificates merged", soft_wrap=True, highlight=False)
+            for line in rep.conflicts:
+                console.print(f"  conflict: {line}", soft_wrap=True, highlight=False)
 
 
 # ----------------------------------------------------------------------------------------------- zoo

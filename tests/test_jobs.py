@@ -198,3 +198,38 @@ def test_ctrl_c_stops_the_grid_at_once_and_leaves_no_worker(grid_file, tmp_path)
         time.sleep(0.2)
     else:
         raise AssertionError(f"processes left running: {states!r}")
+
+
+def test_merge_homes_gives_the_single_run_store(grid_file, local_run, tmp_path):
+    """Half the grid on 'another machine', half here, merged: the store one run would have made."""
+    import shutil
+
+    from robbench.grid import load_grid
+
+    grid = GRID.replace('seeds = "0-1"', "seeds = 0")
+    a, b = tmp_path / "a.toml", tmp_path / "b.toml"
+    a.write_text(grid)
+    b.write_text(GRID.replace('seeds = "0-1"', "seeds = 1"))
+    assert load_grid(a).seeds == [0] and load_grid(b).seeds == [1]
+    here, there = tmp_path / "here", tmp_path / "there"
+    for g, h in ((a, here), (b, there)):
+        res = robbench("run", str(g), "--workers", "2", "--home", str(h))
+        assert res.returncode == 0, res.stderr[-2000:]
+    res = robbench("merge", str(there), "--home", str(here))
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "2 agents, 2 fitted attacks, 8 cells, 2 certificates merged" in res.stderr
+    again = robbench("merge", str(there), "--home", str(here))  # idempotent
+    assert "0 agents, 0 fitted attacks, 0 cells, 0 certificates merged" in again.stderr
+    got = content(here)
+    want = dict(local_run)
+    got.pop("jobs"), want.pop("jobs")  # each home logs its own jobs
+    assert got == want
+    # a conflicting agent (same id, other checkpoint) is left out, not overwritten
+    clash = tmp_path / "clash"
+    shutil.copytree(there, clash)
+    ck = next((clash / "agents").rglob("seed1.safetensors"))
+    data = bytearray(ck.read_bytes())
+    data[-3] ^= 1
+    ck.write_bytes(bytes(data))
+    res = robbench("merge", str(clash), "--home", str(here))
+    assert res.returncode == 0 and "checkpoint missing or modified" in res.stderr
