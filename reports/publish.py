@@ -139,6 +139,52 @@ def reproduction_note(env: str, home: Path) -> str:
     return "\n".join(lines)
 
 
+ATTACK_ORDER = ("random", "critic", "mad", "rs", "sa_rl", "pa_ad")
+README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end -->"
+
+
+def compact_table(env: str) -> str:
+    """Our rows beside the paper's, one line each (from reports/<env>/leaderboard.json)."""
+    rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
+    ours = [r for r in rows if r["source"] == "robbench"]
+    paper = {r["method"]: r for r in rows if r["source"] != "robbench"}
+    attacks = [a for a in ATTACK_ORDER if any(f"{a}_mean" in r for r in ours)]
+    head = ["#", "agent", "natural", *attacks, "worst", "certified dev. (CROWN mean)", "paper: natural / worst"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(r, a):
+        v = r.get(f"{a}_mean")
+        return "—" if v is None else f"{v:.0f}"
+
+    for r in ours:
+        p = paper.get(r["method"])
+        pub = f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"
+        cert = r.get("certified_mean_dev")
+        out.append("| " + " | ".join([
+            str(r["rank"]), f"`{r['agent']}`", num(r, "none"), *(num(r, a) for a in attacks),
+            f"**{r['worst_mean']:.0f}** ({r['worst_attack']})" if r.get("worst_mean") is not None else "—",
+            "—" if cert is None else f"{cert:.3g}", pub]) + " |")
+    return "\n".join(out)
+
+
+def write_index(envs: list[str]) -> None:
+    lines = ["# Published boards", "",
+             "Each board: `leaderboard.md` (with the paper's rows, significance tests, seed aggregates and "
+             "trust flags), `.json`, `.html`, `.csv`, `.tex`; `REPRODUCE.md` (commands, budgets, machine, wall "
+             "time); `results-home/` (every per-episode return, the agents and the fitted attacks). The agents "
+             "are shipped as the zoo (`robbench zoo list`, `robbench.load_agent(\"hopper/barppo/0\")`).", ""]
+    for env in envs:
+        lines += [f"## {env}", "", f"[board](./{env}/leaderboard.md) · [html](./{env}/leaderboard.html) · "
+                  f"[json](./{env}/leaderboard.json) · [reproduce](./{env}/REPRODUCE.md)", "", compact_table(env), ""]
+    (REPO / "reports" / "README.md").write_text("\n".join(lines))
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if README_START in text and README_END in text and "hopper" in envs:
+        head, rest = text.split(README_START, 1)
+        _, tail = rest.split(README_END, 1)
+        readme.write_text(head + README_START + "\n" + compact_table("hopper") + "\n" + README_END + tail)
+
+
 def main() -> None:
     homes = {}
     for arg in sys.argv[1:]:
@@ -154,6 +200,7 @@ def main() -> None:
         (out / "REPRODUCE.md").write_text(reproduction_note(env, dst))
         print(f"published {env}: {out}")
     published = sorted(p.parent for p in (REPO / "reports").glob("*/results-home/results.sqlite"))
+    write_index([h.parent.name for h in published])
     args = [a for h in published for a in ("--home", str(h))]
     robbench("zoo", "export", *args)
     print(robbench("zoo", "list"))
