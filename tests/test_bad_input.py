@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 from robbench.checkpoint import FORMAT, atomic_save_tensors, read_tensors
 from robbench.cli import app
 from robbench.errors import RobbenchError, io_error
+from robbench.registry import attacks, trainers
 from robbench.store import DB_NAME, ResultsStore
 
 runner = CliRunner()
@@ -162,13 +163,13 @@ def test_yaml_python_tag_is_refused_and_never_executed(tmp_path):
 
 
 # ------------------------------------------------------------------------ 2. unknown names (grid)
-ATTACKS = "critic, mad, none, pa_ad, pa_ad_pgd, random, rs, sa_rl"
+ATTACKS = ", ".join(sorted(attacks()))
+TRAINERS = ", ".join(sorted(trainers()))
 UNKNOWN_IN_GRID = [
     ("env", 'envs = ["hoper"]\nmethods = ["ppo"]\npreset = "smoke"\n',
      "g.toml: unknown env 'hoper'; valid choices: ant, halfcheetah, hopper, humanoid, walker2d"),
     ("method", 'envs = ["hopper"]\nmethods = ["ppx"]\npreset = "smoke"\n',
-     "g.toml: unknown method 'ppx'; valid choices: arppo, arppo-noguide, barppo, barppo-noguide, ppo, radial, "
-     "sappo, sappo-convex, wocar"),
+     f"g.toml: unknown method 'ppx'; valid choices: {TRAINERS}"),
     ("attack", f'agents = ["{AGENT}"]\nattacks = ["fgsm"]\n',
      f"g.toml: unknown attack 'fgsm'; valid choices: {ATTACKS}"),
     ("attack_params", f'agents = ["{AGENT}"]\nattacks = ["none"]\n[attack_params.fgsm]\nsteps = 3\n',

@@ -13,6 +13,7 @@ What is checked, through the trainers' own objects on a real PPO core:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -370,3 +371,29 @@ def test_smoke_training_through_the_cli_records_the_settings(method, tmp_path):
     if method == "wocar":
         assert set(agent.extra_state) == {"worst_q", "worst_q_target"}
         assert agent.extra_state["worst_q"]["0.weight"].shape == (64, 11 + 3)
+
+
+def test_radial_rawadv_uses_raw_advantages_in_the_bound_terms_only():
+    """`radial-rawadv`: L_adv = min(g(r, Â), g(r_hi, A), g(r_lo, A)) with A the raw advantages."""
+    from types import SimpleNamespace
+
+    core = make_core("radial-rawadv")
+    assert core.objective.bound_advantages == "raw" and make_core("radial").objective.bound_advantages == "normalized"
+    roughen(core)
+    mb = make_minibatch(core, n=32)
+    raw = 0.05 * torch.randn(32, generator=torch.Generator().manual_seed(7))  # small, as scaled-reward GAE
+    core.objective.prepare_batch(core, SimpleNamespace(advantages=raw))
+    core.minibatch_step = int(0.5 * core.cfg.iterations * core.cfg.epochs * core.cfg.minibatches)
+    eps = core.objective.eps(core)
+    clean, adv = radial_surrogate(core, mb, core.objective.bounds, eps, raw[mb.index])
+    lo, hi = core.objective.bounds.ibp(mb.obs, eps)
+    zero = torch.zeros_like(mb.actions)
+    d_min = torch.clamp(torch.maximum(mb.actions - hi, lo - mb.actions), min=0.0)
+    d_max = torch.maximum((hi - mb.actions).abs(), (lo - mb.actions).abs())
+    raw_mb = dataclasses.replace(mb, advantages=raw)
+    by_hand = torch.minimum(clean, torch.minimum(
+        core.surrogate(gaussian_log_prob(zero, core.policy.log_std, d_min), raw_mb),
+        core.surrogate(gaussian_log_prob(zero, core.policy.log_std, d_max), raw_mb)))
+    torch.testing.assert_close(adv, by_hand)
+    total = -clean.mean() + core.objective.extra_loss(core, mb)
+    torch.testing.assert_close(total, -(0.5 * adv + 0.5 * clean).mean())
