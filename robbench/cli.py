@@ -519,6 +519,35 @@ def zoo_list():
     out_console.print(t)
 
 
+@zoo_app.command("verify")
+@cli_errors
+def zoo_verify(
+    attacks: str = typer.Option("none,random", help="Attacks needing no fitting to re-run (comma-separated)."),
+    workers: Optional[int] = WorkersOpt,
+    home: Optional[str] = HomeOpt,
+):
+    """Re-evaluate the zoo under the standard protocol and compare every episode with the manifest."""
+    from robbench import zoo
+
+    names = [a.strip() for a in attacks.split(",") if a.strip()]
+    evaluate(agents="zoo", attacks=",".join(names), episodes=50, eps=None, fit=False, param=[], force=False,
+             workers=workers, backend="local", address=None, home=home)
+    with _open_store(home, must_exist=True, readonly=True) as store:
+        rows = zoo.verify(store, names)
+    t = Table("agent", "attack", "published", "here", "per-episode", box=box.SIMPLE_HEAD)
+    for r in rows:
+        t.add_row(r["agent"], r["attack"], f"{r['published']:.2f}", f"{r['got']:.2f}",
+                  "[green]identical[/]" if r["match"] else "[red]differs[/]")
+    out_console.print(t)
+    bad = [r for r in rows if not r["match"]]
+    out_console.print(f"{len(rows) - len(bad)} of {len(rows)} cells reproduce the manifest exactly")
+    if bad:
+        where = sorted({str(r["evaluated_on"]) for r in bad})
+        out_console.print(f"published cells were evaluated on: {'; '.join(where)} — another torch/MuJoCo build "
+                          "changes the last float bits, which the dynamics amplify")
+        raise typer.Exit(1)
+
+
 @zoo_app.command("export")
 @cli_errors
 def zoo_export(

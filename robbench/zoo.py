@@ -172,3 +172,24 @@ def export(homes: list[Path], zoo_dir: Path = ZOO_DIR, budget: str = "paper") ->
         raise
     os.chmod(zoo_dir, 0o755)
     return data
+
+
+def verify(store, attacks: list[str], zoo_dir: Path = ZOO_DIR) -> list[dict[str, Any]]:
+    """Compare the home's standard-protocol cells of the zoo agents with the manifest, per episode."""
+    from robbench.report import build_boards
+
+    boards = [b for b in build_boards(store) if not b.departures]
+    cells = {(e.agent_id, a): c for b in boards for e in b.entries for a, c in e.cells.items()}
+    rows = []
+    for entry in manifest(zoo_dir)["agents"]:
+        for attack in attacks:
+            published = entry["attacks"].get(attack)
+            got = cells.get((entry["agent_id"], attack))
+            if published is None or got is None:
+                continue
+            rows.append({
+                "agent": entry["short_id"], "attack": attack, "published": published["mean"],
+                "got": round(got["mean"], 6), "match": returns_digest(got["returns"]) == published["returns_sha256"],
+                "evaluated_on": published.get("evaluated_on"),
+            })
+    return rows
