@@ -42,3 +42,10 @@ def test_wheel_in_fresh_venv(tmp_path):
                          cwd=tmp_path)
     assert cli.returncode == 0, cli.stderr
     assert "random" in cli.stdout
+    # the zoo ships in the wheel and loads in one line from the installed package, hash-checked
+    manifest = site / "robbench" / "zoo" / "manifest.json"
+    if (Path(__file__).resolve().parent.parent / "robbench" / "zoo" / "manifest.json").is_file():
+        assert manifest.is_file()
+        load = subprocess.run([str(py), "-c", "import robbench; print(robbench.load_agent('hopper/ppo/0').meta['agent_id'])"],
+                              capture_output=True, text=True, cwd=tmp_path)
+        assert load.returncode == 0 and load.stdout.strip() == "hopper/ppo/paper/0", load.stderr
