@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
-def digest(home: Path) -> str:
+def digest(home: Path) -> tuple[str, int]:
     """Hash of every per-episode return and length (ordered by agent, attack config, episode)."""
     conn = sqlite3.connect(home / "results.sqlite")
     rows = conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -69,6 +70,23 @@ def atomic_save_tensors(path: str | Path, tensors: dict[str, torch.Tensor], meta
     except (OSError, SafetensorError) as exc:  # e.g. disk full (ENOSPC) or file size limit (EFBIG)
         Path(tmp).unlink(missing_ok=True)
         raise io_error(exc, path) from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_copy(src: str | Path, dst: str | Path) -> None:
+    """Copy a file via a temporary name and an atomic rename (0644); a file already equal is kept."""
+    src, dst = Path(src), Path(dst)
+    if dst.is_file() and file_sha256(dst) == file_sha256(src):
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -322,7 +322,7 @@ def _fitted(store, job) -> bool:
     from robbench.jobs import _attack
 
     try:
-        record, _, attack = _attack(store, job.spec)
+        record, _, attack, _ = _attack(store, job.spec)
     except RobbenchError:
         return True  # let the job report it
     return artifact_exists(store, record, attack)

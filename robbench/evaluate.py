@@ -127,6 +127,21 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
     return EvalResult(returns, lengths, seeds, steps, time.perf_counter() - start, max_pert, info)
 
 
+def resolve_cell(
+    store, agent_id: str, attack_name: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
+    base_seed: int = DEFAULT_BASE_SEED, attack_params: dict[str, Any] | None = None,
+):
+    """(agent record, protocol, attack, cell key) of one cell, without running anything."""
+    from robbench.registry import get_attack
+    from robbench.store import cell_key
+
+    record = store.get_agent(agent_id)
+    protocol = Protocol.for_env(record.env, eps=eps, episodes=episodes, base_seed=base_seed)
+    attack = get_attack(attack_name)(protocol.eps, **(attack_params or {}))
+    key = cell_key(agent_id, record.sha256, attack.name, attack.config(), protocol.to_dict())
+    return record, protocol, attack, key
+
+
 def evaluate_cell(
     store, agent_id: str, attack_name: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
     base_seed: int = DEFAULT_BASE_SEED, attack_params: dict[str, Any] | None = None, force: bool = False,
@@ -138,13 +153,9 @@ def evaluate_cell(
     Returns (cell key, result), result None when the cell already existed and `force` is off.
     """
     from robbench import provenance
-    from robbench.registry import get_attack
-    from robbench.store import cell_key
 
-    record = store.get_agent(agent_id)
-    protocol = Protocol.for_env(record.env, eps=eps, episodes=episodes, base_seed=base_seed)
-    attack = get_attack(attack_name)(protocol.eps, **(attack_params or {}))
-    key = cell_key(agent_id, record.sha256, attack.name, attack.config(), protocol.to_dict())
+    record, protocol, attack, key = resolve_cell(store, agent_id, attack_name, eps, episodes, base_seed,
+                                                 attack_params)
     if store.has_cell(key) and not force:
         return key, None
     agent = store.load_agent(agent_id)

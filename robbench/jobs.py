@@ -106,20 +106,18 @@ def _run_train(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
 
 
 def _attack(store: ResultsStore, spec: dict):
-    from robbench.evaluate import Protocol
-    from robbench.registry import get_attack
+    """(record, protocol, attack, cell key) of a fit or evaluate job's spec."""
+    from robbench.evaluate import resolve_cell
 
-    record = store.get_agent(spec["agent_id"])
-    protocol = Protocol.for_env(record.env, eps=spec.get("eps"), episodes=spec.get("episodes", 50),
-                                base_seed=spec.get("base_seed", 1_000_000))
-    return record, protocol, get_attack(spec["attack"])(protocol.eps, **(spec.get("params") or {}))
+    return resolve_cell(store, spec["agent_id"], spec["attack"], spec.get("eps"), spec.get("episodes", 50),
+                        spec.get("base_seed", 1_000_000), spec.get("params"))
 
 
 def _run_fit(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
     from robbench.artifacts import artifact_exists, ensure_fitted
     from robbench.threat import Victim
 
-    record, _, attack = _attack(store, spec)
+    record, _, attack, _ = _attack(store, spec)
     cached = artifact_exists(store, record, attack)
     meta = ensure_fitted(store, record, attack, Victim(store.load_agent(record.agent_id)), fit=True,
                          progress=progress)
@@ -162,25 +160,19 @@ def is_complete(store: ResultsStore, job: Job) -> bool:
         return False
     try:
         if job.kind == "train":
-            from robbench.train import agent_id, build_config
+            from robbench.train import agent_id, build_config, trained_record
 
             s = job.spec
             cfg, _ = build_config(s["method"], s["env"], s["seed"], s["preset"], s.get("steps"), s["num_envs"],
                                   s.get("params") or {})
-            aid = agent_id(s["env"], s["method"], cfg.budget, s["seed"])
-            known = {a.agent_id: a for a in store.agents()}
-            return aid in known and known[aid].path.is_file()
+            return trained_record(store, agent_id(s["env"], s["method"], cfg.budget, s["seed"])) is not None
         if job.kind == "fit":
             from robbench.artifacts import artifact_exists
 
-            record, _, attack = _attack(store, job.spec)
+            record, _, attack, _ = _attack(store, job.spec)
             return artifact_exists(store, record, attack)
         if job.kind == "evaluate":
-            from robbench.store import cell_key
-
-            record, protocol, attack = _attack(store, job.spec)
-            return store.has_cell(cell_key(record.agent_id, record.sha256, attack.name, attack.config(),
-                                           protocol.to_dict()))
+            return store.has_cell(_attack(store, job.spec)[3])
     except RobbenchError:
         return False  # the job itself will report the problem
     return False

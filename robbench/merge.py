@@ -14,14 +14,11 @@ them are committed, in one transaction per source home.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sqlite3
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from robbench.checkpoint import file_sha256
+from robbench.checkpoint import atomic_copy, file_sha256
 from robbench.errors import RobbenchError
 from robbench.store import DB_NAME, ResultsStore
 
@@ -33,21 +30,6 @@ class MergeReport:
     artifacts: int = 0
     certificates: int = 0
     conflicts: list[str] = field(default_factory=list)
-
-
-def _copy(src: Path, dst: Path) -> None:
-    if dst.is_file() and file_sha256(dst) == file_sha256(src):
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def merge_home(store: ResultsStore, source: Path) -> MergeReport:
@@ -86,7 +68,7 @@ def merge_home(store: ResultsStore, source: Path) -> MergeReport:
                         and file_sha256(path) == row["sha256"]:
                     artifacts.append(row)
         for row in take_agents + artifacts:  # files first: a row never names a missing file
-            _copy(source / row["path"], store.home / row["path"])
+            atomic_copy(source / row["path"], store.home / row["path"])
         cells = [r for r in src.execute("SELECT * FROM cells") if (r["agent_id"], r["agent_sha256"]) in valid]
         certs = [r for r in src.execute("SELECT * FROM certificates")
                  if (r["agent_id"], r["agent_sha256"]) in valid] if "certificates" in tables else []

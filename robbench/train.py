@@ -38,6 +38,12 @@ def build_config(
     return cfg, trainer_cls(**params)
 
 
+def trained_record(store: ResultsStore, aid: str) -> AgentRecord | None:
+    """The stored agent `aid` if it is registered and its checkpoint file is there, else None."""
+    record = next((a for a in store.agents() if a.agent_id == aid), None)
+    return record if record is not None and record.path.is_file() else None
+
+
 def train_agent(
     store: ResultsStore, method: str, env: str, seed: int = 0, preset: str = "paper",
     steps: int | None = None, num_envs: int = 8, force: bool = False,
@@ -48,17 +54,16 @@ def train_agent(
     cfg, objective = build_config(method, env, seed, preset, steps, num_envs, trainer_params, **ppo_overrides)
     aid = agent_id(env, method, cfg.budget, seed)
     path = store.agent_path(env, method, cfg.budget, seed)
-    if not force:
-        existing = {a.agent_id: a for a in store.agents()}
-        if aid in existing and existing[aid].path.is_file():
-            stored = existing[aid].meta.get("config", {}).get("trainer", {})
-            differ = sorted(k for k, v in (trainer_params or {}).items() if stored.get(k, "<unset>") != v)
-            if differ:
-                raise RobbenchError(
-                    f"agent {aid!r} exists, trained with other settings ({', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); "
-                    "use --force to retrain it, or another --home"
-                )
-            return existing[aid], False
+    existing = None if force else trained_record(store, aid)
+    if existing is not None:
+        stored = existing.meta.get("config", {}).get("trainer", {})
+        differ = sorted(k for k, v in (trainer_params or {}).items() if stored.get(k, "<unset>") != v)
+        if differ:
+            raise RobbenchError(
+                f"agent {aid!r} exists, trained with other settings ({', '.join(f'{k}={stored.get(k)!r}' for k in differ)}); "
+                "use --force to retrain it, or another --home"
+            )
+        return existing, False
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     code_version = provenance.code_version()  # of the code that starts the run
     core = PPOCore(cfg, objective)

@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robbench.checkpoint import file_sha256, load_agent_file, read_tensors
+from robbench.checkpoint import atomic_copy, file_sha256, load_agent_file, read_tensors
 from robbench.errors import RobbenchError
 
 FORMAT = "robbench-zoo/1"
@@ -94,23 +94,10 @@ def import_into(store, zoo_dir: Path = ZOO_DIR) -> list[str]:
         _, meta = read_tensors(src)
         meta.pop("format", None)
         dst = store.agent_path(entry["env"], entry["method"], entry["budget"], entry["seed"])
-        _copy_atomic(src, dst)
+        atomic_copy(src, dst)
         store.register_agent(meta, dst)
         ids.append(aid)
     return ids
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=".tmp-")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------------------- export

@@ -116,13 +116,11 @@ def test_kill9_mid_grid_then_resume_gives_the_same_store(grid_file, local_run, t
             kills += 1
         proc.wait()
     assert kills >= 2
-    snapshots = list((home / "partial").rglob("*.safetensors")) if (home / "partial").exists() else []
     res = robbench("run", str(grid_file), "--workers", "2", "--home", str(home), env=env)
     assert res.returncode == 0, res.stderr[-2000:]
     assert content(home) == local_run
     assert not list((home / "partial").rglob("*.safetensors"))  # every snapshot consumed and cleared
     assert not list(home.rglob(".tmp-*"))  # no half-written file left behind
-    assert snapshots or kills  # (informative: a kill usually leaves at least one snapshot)
 
 
 def test_two_concurrent_evaluators_on_one_home(smoke_home, tmp_path):
