@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass

@@ -95,7 +95,7 @@ def reproduction_note(env: str, home: Path) -> str:
         f"# Reproducing the {env} board",
         "",
         "Everything on the board was produced by robbench's own code from this repository; the results home",
-        f"beside this note (`results-home/`) holds every per-episode return, the agents and the fitted attacks.",
+        "beside this note (`results-home/`) holds every per-episode return, the agents and the fitted attacks.",
         "",
         "## Commands",
         "",
