@@ -15,7 +15,10 @@ flags. Rows are ranked by worst-case return. Under every board:
   IQM of worst-case and natural returns over seeds with a stratified bootstrap CI, and the
   probability of improvement over the method with the best worst-case IQM;
 - with ``compare_paper``, the published rows of the BARPO paper (Tables 1-4) in a separate block
-  labelled "published (gym v2, 17-seed median)", never ranked with ours.
+  labelled "published (gym v2, 17-seed median)", never ranked with ours, followed by **our ranking
+  against the paper's**: per method both report, the published worst case and rank beside our
+  median agent's, the paper's best method's lead over each other one (published vs ours, Welch's
+  t, Holm-adjusted) and Kendall's τ between the two rankings.
 
 Formats: markdown (reading), csv (flat rows + every per-episode return), json (one RobustBench-style
 record per entry, raw returns included), latex (tabular fragments to ``\\input``), html (one
@@ -63,6 +66,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from robbench import stats
 from robbench.envs import get_env_spec
@@ -617,6 +621,153 @@ def attach_published(boards: list[Board], rows: list[PaperRow]) -> None:
             b.published_note = f"the paper publishes no results for {b.env}"
 
 
+# ------------------------------------------------------------------ our ranking vs the paper's
+@dataclass
+class RankingRow:
+    """One method both we and the paper report: its published worst case beside our median agent's."""
+
+    method: str
+    display: str
+    paper_worst: float
+    paper_attack: str
+    paper_rank: int
+    aggregate: SeedAggregate
+    our_rank: int = 0
+
+    @property
+    def our_worst(self) -> float:
+        return self.aggregate.median.worst[0]
+
+
+@dataclass
+class Claim:
+    """The paper's best method (by worst case) against another: does its lead hold on our board?"""
+
+    top: RankingRow
+    other: RankingRow
+    welch: stats.PairTest | None
+    welch_holm: float | None = None
+
+    @property
+    def paper_gap(self) -> float:
+        return self.top.paper_worst - self.other.paper_worst
+
+    @property
+    def our_gap(self) -> float:
+        return self.top.our_worst - self.other.our_worst
+
+    @property
+    def verdict(self) -> str:
+        significant = self.welch_holm is not None and self.welch_holm < 0.05
+        same = (self.our_gap > 0) == (self.paper_gap > 0)
+        word = "holds" if same else "reversed"
+        return word if significant else f"{word} (not significant)"
+
+
+@dataclass
+class PaperRanking:
+    rows: list[RankingRow]
+    claims: list[Claim]
+    pairs_agree: int
+    pairs_total: int
+    kendall_tau: float | None
+    kendall_p: float | None
+
+
+RANKING_INTRO = ("Methods that both the paper and this board report, ranked by worst-case return: the paper's "
+                 "median agent over 17 seeds (gym v2) against our median agent by worst-case return over our "
+                 "seeds (the same selection rule). Then the paper's best method against each other one: its "
+                 "published lead, our lead, and Welch's t on the two median agents' per-episode returns under "
+                 "each one's worst-case attack (Holm-adjusted across these claims). With few seeds a median "
+                 "agent is one draw from a wide spread: read the seed counts and the IQM column with it.")
+
+
+def paper_ranking(board: Board) -> PaperRanking | None:
+    """Compare our method ranking with the published one (None without published rows or overlap)."""
+    if not board.published:
+        return None
+    by_method: dict[str, list[SeedAggregate]] = {}
+    for agg in seed_aggregates(board):
+        by_method.setdefault(agg.method, []).append(agg)
+    rows = []
+    for r in board.published:
+        aggs = by_method.get(r.method_id)
+        if not aggs:
+            continue
+        agg = next((a for a in aggs if a.preset == "paper"), max(aggs, key=lambda a: len(a.entries)))
+        rows.append(RankingRow(r.method_id, r.display, r.worst[0], r.worst_attack, 0, agg))
+    if len(rows) < 2:
+        return None
+    rows.sort(key=lambda x: -x.paper_worst)
+    for i, x in enumerate(rows):
+        x.paper_rank = i + 1
+    for i, x in enumerate(sorted(rows, key=lambda x: -x.our_worst)):
+        x.our_rank = i + 1
+    pairs = [(a, b) for i, a in enumerate(rows) for b in rows[i + 1:]]
+    agree = sum((a.our_worst - b.our_worst > 0) == (a.paper_worst - b.paper_worst > 0) for a, b in pairs)
+    tau = _safe(lambda: scipy_stats.kendalltau([x.paper_worst for x in rows], [x.our_worst for x in rows]))
+    tau_v = None if tau is None or not math.isfinite(tau.statistic) else float(tau.statistic)
+    tau_p = None if tau_v is None or not math.isfinite(tau.pvalue) else float(tau.pvalue)
+    top = rows[0]
+    claims = []
+    for other in rows[1:]:
+        a = top.aggregate.median.cells[top.aggregate.median.worst[1]]["returns"]
+        b = other.aggregate.median.cells[other.aggregate.median.worst[1]]["returns"]
+        welch = _safe(lambda: stats.welch_t_test(a, b)) if a and b else None
+        claims.append(Claim(top, other, welch if welch and math.isfinite(welch.pvalue) else None))
+    tested = [c for c in claims if c.welch is not None]
+    if tested:
+        for c, p in zip(tested, stats.holm_bonferroni([c.welch.pvalue for c in tested]).adjusted):
+            c.welch_holm = float(p)
+    return PaperRanking(rows, claims, agree, len(pairs), tau_v, tau_p)
+
+
+def ranking_header() -> list[str]:
+    return ["method", "paper worst case", "paper rank", "our seeds", "our median agent's worst case",
+            "our IQM worst case [95% CI]", "our rank"]
+
+
+def ranking_cells(pr: PaperRanking) -> list[list[str]]:
+    return [[f"{x.display} (`{x.method}`)", f"{x.paper_worst:.0f} ({x.paper_attack})", str(x.paper_rank),
+             str(len(x.aggregate.entries)),
+             f"{x.our_worst:.0f} ({x.aggregate.median.worst[1]}; seed {x.aggregate.median.seed})",
+             _ci(x.aggregate.worst_iqm), str(x.our_rank)] for x in pr.rows]
+
+
+def claims_header() -> list[str]:
+    return ["claim (worst case)", "paper: lead", "ours: lead (median agents)", "Welch p (Holm)", "Hedges g",
+            "verdict"]
+
+
+def claims_cells(pr: PaperRanking) -> list[list[str]]:
+    return [[f"{c.top.display} > {c.other.display}", f"{c.paper_gap:+.0f}", f"{c.our_gap:+.0f}", _p(c.welch_holm),
+             _es(c.welch), c.verdict] for c in pr.claims]
+
+
+def ranking_summary(pr: PaperRanking) -> str:
+    tau = "undefined" if pr.kendall_tau is None else (
+        f"{pr.kendall_tau:+.2f}" + ("" if pr.kendall_p is None else f" (p = {pr.kendall_p:.2f})"))
+    held = sum(c.verdict.startswith("holds") for c in pr.claims)
+    return (f"Kendall's τ between the two rankings: {tau}; {pr.pairs_agree} of {pr.pairs_total} method pairs "
+            f"ordered as in the paper; the paper's best method, {pr.rows[0].display}, leads "
+            f"{held} of {len(pr.claims)} others on our board.")
+
+
+def ranking_json(pr: PaperRanking, b: Board) -> dict[str, Any]:
+    return {
+        "source": "ranking vs published", "rank": None, "env": b.env, "eps": b.eps,
+        "methods": [{"method": x.method, "paper_method": x.display, "paper_worst": x.paper_worst,
+                     "paper_worst_attack": x.paper_attack, "paper_rank": x.paper_rank,
+                     "our_seeds": x.aggregate.seeds, "our_median_agent": x.aggregate.median.agent_id,
+                     "our_worst": x.our_worst, "our_worst_attack": x.aggregate.median.worst[1],
+                     "our_iqm_worst": _ci_json(x.aggregate.worst_iqm), "our_rank": x.our_rank} for x in pr.rows],
+        "claims": [{"top": c.top.method, "other": c.other.method, "paper_gap": c.paper_gap, "our_gap": c.our_gap,
+                    "welch": _test_json(c.welch, c.welch_holm), "verdict": c.verdict} for c in pr.claims],
+        "pairs_agree": pr.pairs_agree, "pairs_total": pr.pairs_total,
+        "kendall_tau": pr.kendall_tau, "kendall_p": pr.kendall_p,
+    }
+
+
 def _published_intro(b: Board) -> str:
     return ("BARPO paper (ICLR 2026) Tables 1-4: median agents over 17 seeds on gym "
             f"`*-v2` / MuJoCo 1.5, while ours run on gymnasium `{get_env_spec(b.env).gym_id}` — expect "
@@ -770,6 +921,14 @@ def to_markdown(boards: list[Board]) -> str:
                 out += _md_table(published_header(), published_cells(b))
             else:
                 out.append(f"_{b.published_note}._")
+            pr = paper_ranking(b)
+            if pr:
+                out.append("\n#### Our ranking against the paper's\n")
+                out.append(RANKING_INTRO + "\n")
+                out += _md_table(ranking_header(), ranking_cells(pr))
+                out.append("")
+                out += _md_table(claims_header(), claims_cells(pr))
+                out.append("\n" + ranking_summary(pr))
         sig = significance(b)
         out.append(f"\n#### Significance against the top entry{f' `{sig.top.agent_id}`' if sig else ''}\n")
         out.append(SIG_INTRO + "\n")
@@ -869,6 +1028,9 @@ def to_json(boards: list[Board]) -> str:
             })
         for r in b.published or []:
             records.append({**r.to_record(), "gym_id": r.env + " (gym v2)"})
+        pr = paper_ranking(b)
+        if pr:
+            records.append(ranking_json(pr, b))
     return json.dumps(records, indent=2, sort_keys=False) + "\n"
 
 
@@ -1226,6 +1388,13 @@ def to_html(boards: list[Board]) -> str:
                 parts.append(_html_table(published_header(), published_cells(b), "published", left=3))
             else:
                 parts.append(f'<p class="note"><em>{_h(b.published_note)}.</em></p>')
+            pr = paper_ranking(b)
+            if pr:
+                parts.append("<h3>Our ranking against the paper's</h3>")
+                parts.append(f'<p class="note">{_h(RANKING_INTRO)}</p>')
+                parts.append(_html_table(ranking_header(), ranking_cells(pr), left=1))
+                parts.append(_html_table(claims_header(), claims_cells(pr), left=1, left_last=True))
+                parts.append(f'<p class="note">{_h(ranking_summary(pr))}</p>')
 
         parts.append("<h3>Plots</h3><div class=\"plots\">")
         fig5 = plot_natural_vs_worst(b)

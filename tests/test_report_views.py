@@ -258,7 +258,7 @@ def test_compare_paper_rows_are_labelled_and_never_ranked(home, paper_csv):
     # ours are ranked exactly as without the published rows
     ours = lambda text: re.findall(r"^\| (\d+) \| `([^`]+)`", text, flags=re.M)  # noqa: E731
     assert ours(md) == ours(plain)
-    pub = [line for line in md.splitlines() if line.startswith("| PPO (= SPO)") or line.startswith("| BAR (= BARPO)")]
+    pub = [line for line in md.splitlines() if re.match(r"^\| (PPO \(= SPO\)|BAR \(= BARPO\)) \| \w+ \| table", line)]
     assert len(pub) == 2 * 3 and not any(re.match(r"^\| \d+ \|", line) for line in pub)
     assert "| PPO (= SPO) | ppo | table2 | 3081 ± 638 |" in md
     main_block = re.split(r"^### ", md, flags=re.M)[1]
@@ -291,6 +291,48 @@ def test_method_mapping_reads_the_real_paper_table():
     assert got["arppo-noguide"] == ("table1", 2101.0, 1001.0)  # the paper's plain "ARPO"
     assert got["barppo-noguide"][0] == "table4" and {"sappo", "radial", "wocar"} <= set(got)
     assert len(rows) == len(got) == 8
+
+
+def test_ranking_against_the_paper_recomputes_from_stored_returns(home):
+    from scipy.stats import kendalltau
+
+    board = main_board(boards_of(home))
+    report.attach_published([board], report.load_paper_results(report.PAPER_CSV))
+    pr = report.paper_ranking(board)
+    published = {r.method_id: r.worst[0] for r in board.published}
+    medians = {a.method: a.median for a in report.seed_aggregates(board)}
+    # every method both report, in the paper's order; ours is each method's median agent by worst case
+    assert [x.method for x in pr.rows] == sorted(set(published) & set(medians), key=lambda m: -published[m])
+    assert [x.method for x in pr.rows] == ["barppo", "sappo", "wocar", "ppo"]
+    ours = {x.method: x.our_worst for x in pr.rows}
+    assert ours == {m: medians[m].worst[0] for m in ours}
+    assert [x.method for x in sorted(pr.rows, key=lambda x: x.our_rank)] == sorted(ours, key=lambda m: -ours[m])
+    methods = [x.method for x in pr.rows]
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    assert pr.pairs_total == len(pairs) == 6
+    assert pr.pairs_agree == sum((ours[a] > ours[b]) == (published[a] > published[b]) for a, b in pairs)
+    assert pr.kendall_tau == pytest.approx(kendalltau([published[m] for m in methods], [ours[m] for m in methods])[0])
+    # claims: the paper's best (barppo) against each other; Welch on the median agents' worst-case returns
+    top = medians["barppo"]
+    raw = [stats.welch_t_test(top.cells[top.worst[1]]["returns"],
+                              medians[c.other.method].cells[medians[c.other.method].worst[1]]["returns"]).pvalue
+           for c in pr.claims]
+    assert [c.other.method for c in pr.claims] == ["sappo", "wocar", "ppo"]
+    assert [c.welch_holm for c in pr.claims] == pytest.approx(list(stats.holm_bonferroni(raw).adjusted))
+    for c in pr.claims:
+        assert c.our_gap == pytest.approx(ours["barppo"] - ours[c.other.method])
+        significant = c.welch_holm < 0.05
+        assert c.verdict == ("holds" if c.our_gap > 0 else "reversed") + ("" if significant else " (not significant)")
+    # barppo's median (critic, ~2400-2600) is far above ppo's (critic ~900-1400): that claim must hold
+    assert next(c for c in pr.claims if c.other.method == "ppo").verdict == "holds"
+    md = report.to_markdown([board])
+    assert "#### Our ranking against the paper's" in md and report.ranking_summary(pr) in md
+    rec = next(r for r in json.loads(report.to_json([board])) if r["source"] == "ranking vs published")
+    assert [m["method"] for m in rec["methods"]] == methods and rec["pairs_agree"] == pr.pairs_agree
+    # no published rows, or fewer than two methods in common: no ranking section
+    board.published = [r for r in board.published if r.method_id == "ppo"]
+    assert report.paper_ranking(board) is None
+    assert "Our ranking against the paper's" not in report.to_markdown([board])
 
 
 # ------------------------------------------------------------------------------- certificates
