@@ -167,6 +167,28 @@ def compact_table(env: str) -> str:
     return "\n".join(out)
 
 
+def ranking_block(env: str) -> str:
+    """The paper's best method against each other one, published lead vs ours (leaderboard.json)."""
+    rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
+    rec = next((r for r in rows if r["source"] == "ranking vs published"), None)
+    if rec is None:
+        return ""
+    names = {m["method"]: m for m in rec["methods"]}
+    out = ["| claim (worst case) | paper: lead | ours: lead (median agents; seeds) | Welch p (Holm) | verdict |",
+           "|---|---|---|---|---|"]
+    for c in rec["claims"]:
+        top, other = names[c["top"]], names[c["other"]]
+        p = (c["welch"] or {}).get("pvalue_holm")
+        ptxt = "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.2g}")
+        out.append(f"| {c['top']} > {c['other']} | {c['paper_gap']:+.0f} | {c['our_gap']:+.0f} "
+                   f"({len(top['our_seeds'])} vs {len(other['our_seeds'])}) | {ptxt} | {c['verdict']} |")
+    tau = rec["kendall_tau"]
+    out += ["", f"Kendall's τ between the paper's method ranking and ours: "
+                f"{'undefined' if tau is None else f'{tau:+.2f}'}; {rec['pairs_agree']} of {rec['pairs_total']} "
+                "method pairs ordered as in the paper."]
+    return "\n".join(out)
+
+
 def write_index(envs: list[str]) -> None:
     lines = ["# Published boards", "",
              "Each board: `leaderboard.md` (with the paper's rows, significance tests, seed aggregates and "
@@ -176,13 +198,18 @@ def write_index(envs: list[str]) -> None:
     for env in envs:
         lines += [f"## {env}", "", f"[board](./{env}/leaderboard.md) · [html](./{env}/leaderboard.html) · "
                   f"[json](./{env}/leaderboard.json) · [reproduce](./{env}/REPRODUCE.md)", "", compact_table(env), ""]
+        ranking = ranking_block(env)
+        if ranking:
+            lines += ["Our ranking against the paper's (full view in the board):", "", ranking, ""]
     (REPO / "reports" / "README.md").write_text("\n".join(lines))
     readme = REPO / "README.md"
     text = readme.read_text()
     if README_START in text and README_END in text and "hopper" in envs:
         head, rest = text.split(README_START, 1)
         _, tail = rest.split(README_END, 1)
-        readme.write_text(head + README_START + "\n" + compact_table("hopper") + "\n" + README_END + tail)
+        ranking = ranking_block("hopper")
+        block = compact_table("hopper") + ("\n\nOur ranking against the paper's:\n\n" + ranking if ranking else "")
+        readme.write_text(head + README_START + "\n" + block + "\n" + README_END + tail)
 
 
 def main() -> None:
