@@ -200,7 +200,10 @@ def write_index(envs: list[str]) -> None:
                   f"[json](./{env}/leaderboard.json) · [reproduce](./{env}/REPRODUCE.md)", "", compact_table(env), ""]
         ranking = ranking_block(env)
         if ranking:
-            lines += ["Our ranking against the paper's (full view in the board):", "", ranking, ""]
+            discussion = (REPO / "reports" / env / "vs-paper.md").exists()
+            lines += ["Our ranking against the paper's (full view in the board" +
+                      ("; what agrees, what does not and why: [vs-paper.md](./" + env + "/vs-paper.md)"
+                       if discussion else "") + "):", "", ranking, ""]
     (REPO / "reports" / "README.md").write_text("\n".join(lines))
     readme = REPO / "README.md"
     text = readme.read_text()
