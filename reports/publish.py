@@ -174,13 +174,13 @@ def ranking_block(env: str) -> str:
     if rec is None:
         return ""
     names = {m["method"]: m for m in rec["methods"]}
-    out = ["| claim (worst case) | paper: lead | ours: lead (median agents; seeds) | Welch p (Holm) | verdict |",
+    out = ["| pair (worst case) | paper: lead | ours: lead (median agents; seeds) | Welch p (Holm) | order |",
            "|---|---|---|---|---|"]
     for c in rec["claims"]:
         top, other = names[c["top"]], names[c["other"]]
         p = (c["welch"] or {}).get("pvalue_holm")
         ptxt = "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.2g}")
-        out.append(f"| {c['top']} > {c['other']} | {c['paper_gap']:+.0f} | {c['our_gap']:+.0f} "
+        out.append(f"| {c['top']} vs {c['other']} | {c['paper_gap']:+.0f} | {c['our_gap']:+.0f} "
                    f"({len(top['our_seeds'])} vs {len(other['our_seeds'])}) | {ptxt} | {c['verdict']} |")
     tau = rec["kendall_tau"]
     out += ["", f"Kendall's τ between the paper's method ranking and ours: "
