@@ -139,6 +139,7 @@ def reproduction_note(env: str, home: Path) -> str:
     return "\n".join(lines)
 
 
+from robbench.report import PAPER_LABEL as PAPER_SOURCE  # noqa: E402
 ATTACK_ORDER = ("random", "critic", "mad", "rs", "sa_rl", "pa_ad")
 README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end -->"
 
@@ -147,7 +148,7 @@ def compact_table(env: str) -> str:
     """Our rows beside the paper's, one line each (from reports/<env>/leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
     ours = [r for r in rows if r["source"] == "robbench"]
-    paper = {r["method"]: r for r in rows if r["source"] != "robbench"}
+    paper = {r["method"]: r for r in rows if r["source"] == PAPER_SOURCE}
     attacks = [a for a in ATTACK_ORDER if any(f"{a}_mean" in r for r in ours)]
     head = ["#", "agent", "natural", *attacks, "worst", "certified dev. (CROWN mean)", "paper: natural / worst"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
