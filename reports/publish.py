@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from robbench.report import OURS_LABEL, PAPER_LABEL
+
 REPO = Path(__file__).resolve().parent.parent
 #: Attacks kept off the published boards: a variant evaluated for some agents only would leave
 #: every other row flagged "missing-attacks". Its cells stay in the working homes.
@@ -139,7 +141,6 @@ def reproduction_note(env: str, home: Path) -> str:
     return "\n".join(lines)
 
 
-from robbench.report import PAPER_LABEL as PAPER_SOURCE  # noqa: E402
 ATTACK_ORDER = ("random", "critic", "mad", "rs", "sa_rl", "pa_ad")
 README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end -->"
 
@@ -147,8 +148,8 @@ README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end
 def compact_table(env: str) -> str:
     """Our rows beside the paper's, one line each (from reports/<env>/leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
-    ours = [r for r in rows if r["source"] == "robbench"]
-    paper = {r["method"]: r for r in rows if r["source"] == PAPER_SOURCE}
+    ours = [r for r in rows if r["source"] == OURS_LABEL]
+    paper = {r["method"]: r for r in rows if r["source"] == PAPER_LABEL}
     attacks = [a for a in ATTACK_ORDER if any(f"{a}_mean" in r for r in ours)]
     head = ["#", "agent", "natural", *attacks, "worst", "certified dev. (CROWN mean)", "paper: natural / worst"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -169,7 +170,7 @@ def compact_table(env: str) -> str:
 
 
 def ranking_block(env: str) -> str:
-    """The paper's best method against each other one, published lead vs ours (leaderboard.json)."""
+    """The paper's headline method against each other one, published lead vs ours (leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
     rec = next((r for r in rows if r["source"] == "ranking vs published"), None)
     if rec is None:

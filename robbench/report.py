@@ -630,6 +630,7 @@ class RankingRow:
     display: str
     paper_worst: float
     paper_attack: str
+    paper_table: str
     paper_rank: int
     aggregate: SeedAggregate
     our_rank: int = 0
@@ -699,7 +700,7 @@ def paper_ranking(board: Board) -> PaperRanking | None:
         if not aggs:
             continue
         agg = next((a for a in aggs if a.preset == "paper"), max(aggs, key=lambda a: len(a.entries)))
-        rows.append(RankingRow(r.method_id, r.display, r.worst[0], r.worst_attack, 0, agg))
+        rows.append(RankingRow(r.method_id, r.display, r.worst[0], r.worst_attack, r.table, 0, agg))
     if len(rows) < 2:
         return None
     rows.sort(key=lambda x: -x.paper_worst)
@@ -712,7 +713,7 @@ def paper_ranking(board: Board) -> PaperRanking | None:
     tau = _safe(lambda: scipy_stats.kendalltau([x.paper_worst for x in rows], [x.our_worst for x in rows]))
     tau_v = None if tau is None or not math.isfinite(tau.statistic) else float(tau.statistic)
     tau_p = None if tau_v is None or not math.isfinite(tau.pvalue) else float(tau.pvalue)
-    main = [x for x in rows if next(r for r in board.published if r.method_id == x.method).table == MAIN_TABLE]
+    main = [x for x in rows if x.paper_table == MAIN_TABLE]
     top = (main or rows)[0]
     claims = []
     for other in (x for x in rows if x is not top):
