@@ -169,6 +169,37 @@ def compact_table(env: str) -> str:
     return "\n".join(out)
 
 
+def method_table(env: str) -> str:
+    """One row per method: its median agent by worst-case return (the paper's selection rule) with
+    every attack's mean, the seed count and the IQM worst case over seeds, beside the paper's row.
+    Read from reports/<env>/leaderboard.json; ordered by the median agent's worst case."""
+    rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
+    ours = [r for r in rows if r["source"] == OURS_LABEL and r.get("method_aggregate")]
+    paper = {r["method"]: r for r in rows if r["source"] == PAPER_LABEL}
+    medians = [r for r in ours if r["agent"] == r["method_aggregate"]["median_agent"]]
+    medians.sort(key=lambda r: (-r["worst_mean"], r["method"], r["preset"]))
+    attacks = [a for a in ATTACK_ORDER if any(f"{a}_mean" in r for r in medians)]
+    head = ["#", "method", "seeds (median agent's)", "natural", *attacks, "worst",
+            "IQM worst over seeds [95% CI]", "certified dev. (CROWN mean)", "paper: natural / worst"]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def num(r, a):
+        v = r.get(f"{a}_mean")
+        return "—" if v is None else f"{v:.0f}"
+
+    for i, r in enumerate(medians, 1):
+        agg, p = r["method_aggregate"], paper.get(r["method"])
+        iqm = agg["iqm_worst"]
+        cert = r.get("certified_mean_dev")
+        out.append("| " + " | ".join([
+            str(i), f"`{r['method']}`", f"{len(agg['seeds'])} (seed {r['seed']})", num(r, "none"),
+            *(num(r, a) for a in attacks), f"**{r['worst_mean']:.0f}** ({r['worst_attack']})",
+            f"{iqm['estimate']:.0f} [{iqm['low']:.0f}, {iqm['high']:.0f}]" if len(agg["seeds"]) > 1 else "—",
+            "—" if cert is None else f"{cert:.3g}",
+            f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"]) + " |")
+    return "\n".join(out)
+
+
 def ranking_block(env: str) -> str:
     """The paper's headline method against each other one, published lead vs ours (leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
@@ -212,9 +243,15 @@ def write_index(envs: list[str]) -> None:
     if README_START in text and README_END in text and "hopper" in envs:
         head, rest = text.split(README_START, 1)
         _, tail = rest.split(README_END, 1)
-        ranking = ranking_block("hopper")
-        block = compact_table("hopper") + ("\n\nOur ranking against the paper's:\n\n" + ranking if ranking else "")
-        readme.write_text(head + README_START + "\n" + block + "\n" + README_END + tail)
+        readme.write_text(head + README_START + "\n" + readme_block() + "\n" + README_END + tail)
+
+
+def readme_block(env: str = "hopper") -> str:
+    """What the top-level README shows between its board markers: one row per method, the link to
+    every agent's row, and the ranking against the paper's."""
+    ranking = ranking_block(env)
+    return (method_table(env) + f"\n\nEvery agent (each seed) and every view: [`reports/{env}/leaderboard.md`]"
+            f"(reports/{env}/leaderboard.md)." + ("\n\nOur ranking against the paper's:\n\n" + ranking if ranking else ""))
 
 
 def main() -> None:
