@@ -145,6 +145,15 @@ ATTACK_ORDER = ("random", "critic", "mad", "rs", "sa_rl", "pa_ad")
 README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end -->"
 
 
+def _num(row: dict, attack: str) -> str:
+    v = row.get(f"{attack}_mean")
+    return "—" if v is None else f"{v:.0f}"
+
+
+def _paper_cell(p: dict | None) -> str:
+    return f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"
+
+
 def compact_table(env: str) -> str:
     """Our rows beside the paper's, one line each (from reports/<env>/leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
@@ -154,18 +163,13 @@ def compact_table(env: str) -> str:
     head = ["#", "agent", "natural", *attacks, "worst", "certified dev. (CROWN mean)", "paper: natural / worst"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def num(r, a):
-        v = r.get(f"{a}_mean")
-        return "—" if v is None else f"{v:.0f}"
-
     for r in ours:
         p = paper.get(r["method"])
-        pub = f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"
         cert = r.get("certified_mean_dev")
         out.append("| " + " | ".join([
-            str(r["rank"]), f"`{r['agent']}`", num(r, "none"), *(num(r, a) for a in attacks),
+            str(r["rank"]), f"`{r['agent']}`", _num(r, "none"), *(_num(r, a) for a in attacks),
             f"**{r['worst_mean']:.0f}** ({r['worst_attack']})" if r.get("worst_mean") is not None else "—",
-            "—" if cert is None else f"{cert:.3g}", pub]) + " |")
+            "—" if cert is None else f"{cert:.3g}", _paper_cell(p)]) + " |")
     return "\n".join(out)
 
 
@@ -183,20 +187,16 @@ def method_table(env: str) -> str:
             "IQM worst over seeds [95% CI]", "certified dev. (CROWN mean)", "paper: natural / worst"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def num(r, a):
-        v = r.get(f"{a}_mean")
-        return "—" if v is None else f"{v:.0f}"
-
     for i, r in enumerate(medians, 1):
         agg, p = r["method_aggregate"], paper.get(r["method"])
         iqm = agg["iqm_worst"]
         cert = r.get("certified_mean_dev")
         out.append("| " + " | ".join([
-            str(i), f"`{r['method']}`", f"{len(agg['seeds'])} (seed {r['seed']})", num(r, "none"),
-            *(num(r, a) for a in attacks), f"**{r['worst_mean']:.0f}** ({r['worst_attack']})",
+            str(i), f"`{r['method']}`", f"{len(agg['seeds'])} (seed {r['seed']})", _num(r, "none"),
+            *(_num(r, a) for a in attacks), f"**{r['worst_mean']:.0f}** ({r['worst_attack']})",
             f"{iqm['estimate']:.0f} [{iqm['low']:.0f}, {iqm['high']:.0f}]" if len(agg["seeds"]) > 1 else "—",
             "—" if cert is None else f"{cert:.3g}",
-            f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"]) + " |")
+            _paper_cell(p)]) + " |")
     return "\n".join(out)
 
 
