@@ -10,12 +10,14 @@ crash never leaves a half-written checkpoint under the final name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -119,8 +121,11 @@ def read_tensors(path: str | Path, expected_format: str = FORMAT) -> tuple[dict[
         raise RobbenchError(f"checkpoint {str(path)!r} is corrupt (tensor checksum mismatch)")
     try:
         meta = json.loads(header["robbench"])
-    except (KeyError, json.JSONDecodeError):
+    except (KeyError, json.JSONDecodeError, RecursionError):
         raise RobbenchError(f"checkpoint {str(path)!r} is corrupt (unreadable metadata)") from None
+    if not isinstance(meta, dict):
+        raise RobbenchError(f"checkpoint {str(path)!r} is corrupt (its metadata is a JSON {type(meta).__name__}, "
+                            "not an object)")
     return tensors, meta
 
 
@@ -148,21 +153,131 @@ def save_agent(agent: Agent, path: str | Path) -> None:
     atomic_save_tensors(path, tensors, {"format": FORMAT, **agent.meta})
 
 
-def load_agent_file(path: str | Path, expected_env: str | None = None) -> Agent:
-    """Load an agent checkpoint; the filter comes back frozen. Never executes code from the file."""
+@functools.lru_cache(maxsize=None)
+def env_dims(env: str) -> tuple[int, int]:
+    """(observation, action) dimensions of a registered env, read from its gymnasium spaces."""
+    from robbench.envs import make_env
+
+    e = make_env(env)
+    try:
+        return int(np.prod(e.observation_space.shape)), int(np.prod(e.action_space.shape))
+    finally:
+        e.close()
+
+
+def agent_tensor_shapes(obs_dim: int, act_dim: int, hidden: list[int]) -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes an agent checkpoint of these dimensions holds (extra.* aside)."""
+    shapes: dict[str, tuple[int, ...]] = {"policy.log_std": (act_dim,), "obs_filter.n": (),
+                                          "obs_filter.mean": (obs_dim,), "obs_filter.m2": (obs_dim,)}
+    for prefix, out in (("policy.mean_net", act_dim), ("value.net", 1)):
+        dims = (obs_dim, *hidden, out)
+        for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+            shapes[f"{prefix}.{2 * i}.weight"] = (b, a)
+            shapes[f"{prefix}.{2 * i}.bias"] = (b,)
+    return shapes
+
+
+def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path) -> None:
+    """Check an agent checkpoint's metadata and tensors before anything is built from them.
+
+    The metadata (a JSON object) must name a registered env and give `obs_dim` / `act_dim` equal to
+    that env's spaces and `hidden` as a list of positive integers; the tensors must be exactly the
+    policy, value and observation-filter tensors those dimensions imply (plus `extra.<module>.<key>`),
+    with those shapes, floating-point and finite (filter count an integer ≥ 0, m2 ≥ 0). So a file's
+    metadata can never make the loader allocate more than the file's own tensors. Every loader of
+    agent checkpoints calls this; a problem is one RobbenchError line naming it.
+    """
+    def bad(reason: str) -> RobbenchError:
+        return RobbenchError(f"checkpoint {str(path)!r} does not hold a valid agent ({reason})")
+
+    def shown(value: Any) -> str:
+        text = repr(value)
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    if not isinstance(meta, dict):
+        raise bad(f"its metadata is a {type(meta).__name__}, not a JSON object")
+    env = meta.get("env")
+    if not isinstance(env, str):
+        raise bad(f"metadata 'env' must be an env name, got {shown(env)}")
+    for key, kind in (("agent_id", str), ("config", dict), ("provenance", dict)):
+        if key in meta and not isinstance(meta[key], kind):
+            raise bad(f"metadata {key!r} must be a {'string' if kind is str else 'JSON object'}, "
+                      f"got {shown(meta[key])}")
+
+    def positive_int(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+    dims = {}
+    for key in ("obs_dim", "act_dim"):
+        if not positive_int(meta.get(key)):
+            raise bad(f"metadata {key!r} must be a positive integer, got {shown(meta.get(key))}")
+        dims[key] = meta[key]
+    hidden = meta.get("hidden")
+    if not isinstance(hidden, list) or not all(positive_int(h) for h in hidden):
+        raise bad(f"metadata 'hidden' must be a list of positive integers, got {shown(hidden)}")
+    from robbench.envs import ENVS
+
+    if env not in ENVS:
+        raise bad(f"unknown env {shown(env)}; valid choices: {', '.join(sorted(ENVS))}")
+    for key, want, what in zip(("obs_dim", "act_dim"), env_dims(env), ("observation", "action")):
+        if dims[key] != want:
+            raise bad(f"metadata {key} {shown(dims[key])} does not match env {env!r}, whose {what}s have "
+                      f"{want} dimensions")
+    expected = agent_tensor_shapes(dims["obs_dim"], dims["act_dim"], hidden)
+    for name in sorted(tensors):
+        t = tensors[name]
+        if name in expected:
+            if tuple(t.shape) != expected[name]:
+                raise bad(f"tensor {name!r} has shape {tuple(t.shape)}, but obs_dim {dims['obs_dim']}, act_dim "
+                          f"{dims['act_dim']} and hidden {hidden} imply {expected[name]}")
+        elif not (name.startswith("extra.") and all(name[len("extra."):].partition(".")[::2])):
+            raise bad(f"unexpected tensor {name!r} (an agent holds policy.*, value.*, obs_filter.* and "
+                      "extra.<module>.<key> tensors)")
+        if name == "obs_filter.n":
+            if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool or int(t) < 0:
+                raise bad(f"tensor 'obs_filter.n' must be an integer count ≥ 0, got {t.item()!r} ({t.dtype})")
+            continue
+        if not t.dtype.is_floating_point:
+            raise bad(f"tensor {name!r} has dtype {t.dtype}, expected a floating-point type")
+        if not bool(torch.isfinite(t).all()):
+            raise bad(f"tensor {name!r} holds NaN or infinite values")
+    missing = sorted(set(expected) - set(tensors))
+    if missing:
+        raise bad(f"tensor {missing[0]!r} is missing")
+    if bool((tensors["obs_filter.m2"] < 0).any()):
+        raise bad("tensor 'obs_filter.m2' (sums of squared deviations) has negative values")
+
+
+def check_agent_file(path: str | Path, expected_env: str | None = None) -> dict:
+    """Read and validate an agent checkpoint without building its networks; returns its metadata."""
     tensors, meta = read_tensors(path)
     if expected_env is not None and meta.get("env") != expected_env:
         raise RobbenchError(
             f"checkpoint {str(path)!r} was trained on env {meta.get('env')!r}, not {expected_env!r}"
         )
+    validate_agent(tensors, meta, path)
+    return meta
+
+
+def load_agent_file(path: str | Path, expected_env: str | None = None) -> Agent:
+    """Load an agent checkpoint; the filter comes back frozen. Never executes code from the file.
+
+    Metadata and tensors are validated (`validate_agent`) before any network is built."""
+    tensors, meta = read_tensors(path)
+    if expected_env is not None and meta.get("env") != expected_env:
+        raise RobbenchError(
+            f"checkpoint {str(path)!r} was trained on env {meta.get('env')!r}, not {expected_env!r}"
+        )
+    validate_agent(tensors, meta, path)
     try:
         policy = GaussianPolicy(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), 1.0)
         value = ValueNet(meta["obs_dim"], tuple(meta["hidden"]))
         policy.load_state_dict(_strip(tensors, "policy."))
         value.load_state_dict(_strip(tensors, "value."))
         stats = RunningMeanStd.from_state({k: v.numpy() for k, v in _strip(tensors, "obs_filter.").items()})
-    except (KeyError, RuntimeError, TypeError) as exc:
-        raise RobbenchError(f"checkpoint {str(path)!r} does not hold a valid agent ({exc})") from None
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise RobbenchError(f"checkpoint {str(path)!r} does not hold a valid agent ({reason})") from None
     obs_filter = ObsFilter(meta["obs_dim"])
     obs_filter.stats = stats
     obs_filter.frozen = True

@@ -150,7 +150,7 @@ def _exit_on_failures(outcomes) -> None:
 def train(
     method: str = typer.Argument(..., help="Trainer (see `robbench list trainers`)."),
     env: str = typer.Argument(..., help="Environment key (see `robbench list envs`)."),
-    seed: int = typer.Option(0, help="Training seed."),
+    seed: int = typer.Option(0, help="Training seed (0 ≤ seed < 2**31)."),
     seeds: Optional[str] = typer.Option(None, help="Several seeds as jobs, e.g. 0-16 or 0,3,5-7 (overrides --seed)."),
     preset: str = typer.Option("paper", help="Budget preset: paper, quick or smoke."),
     steps: Optional[int] = typer.Option(None, help="Override the preset's number of env steps."),
@@ -188,8 +188,15 @@ def train(
     for o in outcomes:
         aid = o.job.label.removeprefix("train ")
         if o.status in ("done", "cached") and aid in known:
-            verb = "trained" if o.status == "done" else "exists (use --force to retrain)"
+            prov = known[aid].meta.get("provenance", {}) if o.status == "done" else {}
+            verb = ("retrained" if prov.get("replaced_checkpoint") else "trained") if o.status == "done" \
+                else "exists (use --force to retrain)"
             console.print(f"{aid}: {verb} — {known[aid].steps} steps, checkpoint {known[aid].path}")
+            for note, text in (("replaced_checkpoint", "the stored agent was unusable ({}); retrained it"),
+                               ("snapshot_ignored", "{}; trained from the start")):
+                if prov.get(note):
+                    console.print(f"warning: {aid}: " + text.format(prov[note]), markup=False, highlight=False,
+                                  soft_wrap=True)
     _exit_on_failures(outcomes)
 
 
@@ -445,10 +452,14 @@ def certify(
             task = bar.add_task("certify", total=len(ids) * len(methods), info="")
             for aid in ids:
                 bar.update(task, info=aid)
-                outcomes = certify_agent(
-                    store, aid, methods, eps=eps, states=states, threshold=threshold, force=force,
-                    progress=lambda stage: bar.advance(task) if stage in methods else None,
-                )
+                try:
+                    outcomes = certify_agent(
+                        store, aid, methods, eps=eps, states=states, threshold=threshold, force=force,
+                        progress=lambda stage: bar.advance(task) if stage in methods else None,
+                    )
+                except RobbenchError:  # e.g. a bad checkpoint: the error alone, on one line
+                    bar.remove_task(task)
+                    raise
                 rows += outcomes
                 bar.update(task, completed=(ids.index(aid) + 1) * len(methods))
     checked = sorted({o.row["soundness_checked_points"] for o in rows})

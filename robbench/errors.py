@@ -46,3 +46,18 @@ def io_error(exc: BaseException, path: object) -> RobbenchError:
     strerror = getattr(exc, "strerror", None) or (os.strerror(code) if isinstance(code, int) else None)
     reason = " ".join(str(strerror or exc).split())
     return RobbenchError(f"I/O error on {where}: {reason}")
+
+
+SEED_LIMIT = 2**31
+"""Seeds are integers 0 ≤ seed < 2**31: every consumer takes them (torch.manual_seed needs < 2**64,
+SQLite integers < 2**63, numpy's legacy RandomState < 2**32), and derived seeds such as
+seed·100003 + i stay exact."""
+
+
+def validate_seed(seed: object, what: str = "--seed") -> int:
+    """The seed as an int, or a one-line error naming it and the valid range (0 ≤ seed < 2**31)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        shown = f"{seed!r}" if not isinstance(seed, int) or seed.bit_length() <= 256 else f"of {seed.bit_length()} bits"
+        raise RobbenchError(f"{what}: seed {shown} is out of range; seeds are integers 0 ≤ seed < 2**31 "
+                            f"(≤ {SEED_LIMIT - 1})")
+    return seed

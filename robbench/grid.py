@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robbench.errors import RobbenchError, unknown
+from robbench.errors import RobbenchError, unknown, validate_seed
 from robbench.jobs import Job
 
 GRID_KEYS = {
@@ -61,6 +61,7 @@ def parse_seeds(value: Any, what: str = "seeds") -> list[int]:
             raise RobbenchError(f"{what}: cannot read {item!r} (use 0, [0, 1] or '0-16')")
         if lo < 0 or hi < lo:
             raise RobbenchError(f"{what}: bad range {item!r} (seeds are ≥ 0, low-high with low ≤ high)")
+        validate_seed(hi, what)
         seeds.update(range(lo, hi + 1))
     if not seeds:
         raise RobbenchError(f"{what} is empty")

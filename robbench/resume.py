@@ -18,7 +18,7 @@ import contextlib
 import contextvars
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,21 +115,98 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     optimizer.load_state_dict(full)
 
 
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, (torch.Tensor, np.ndarray, dict, list, tuple)) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def state_mismatch(got: Any, like: Any, where: str = "state") -> str | None:
+    """Why a restored state cannot stand for the live state `like` (None: it can).
+
+    Every key `like` has must be there, with the same kind of value: tensors and arrays of the same
+    dtype and shape (any length where `like`'s is empty, e.g. a return history at the start), lists
+    of the same length (any where `like`'s is empty), numbers for numbers, strings for strings.
+    An empty table in `like` (optimiser moments before the first step) accepts any table; extra
+    keys are accepted only as object-state tensors or values (`object_state` of attributes that
+    were None when the job started). A numpy scalar and a 0-d array stand for each other (running
+    statistics of shape () turn from one into the other once updated)."""
+    if isinstance(like, np.generic) or (isinstance(like, np.ndarray) and like.ndim == 0):
+        ok = (isinstance(got, (int, float, np.generic)) and not isinstance(got, (bool, np.bool_))) or (
+            isinstance(got, np.ndarray) and got.ndim == 0 and got.dtype.kind in "iuf")
+        return None if ok else f"{where} is {_short(got)}, expected a number"
+    if isinstance(like, (torch.Tensor, np.ndarray)):
+        kind = torch.Tensor if isinstance(like, torch.Tensor) else np.ndarray
+        if not isinstance(got, kind):
+            return f"{where} is a {type(got).__name__}, expected a {kind.__name__}"
+        if got.dtype != like.dtype:
+            return f"{where} has dtype {got.dtype}, expected {like.dtype}"
+        empty = like.size == 0 if isinstance(like, np.ndarray) else like.numel() == 0
+        if tuple(got.shape) != tuple(like.shape) and not (empty and got.ndim == like.ndim):
+            return f"{where} has shape {tuple(got.shape)}, expected {tuple(like.shape)}"
+        return None
+    if isinstance(like, dict):
+        if not isinstance(got, dict):
+            return f"{where} is a {type(got).__name__}, expected a table"
+        if not like:
+            return None
+        for key, value in like.items():
+            if key not in got:
+                return f"{where}.{key} is missing"
+            problem = state_mismatch(got[key], value, f"{where}.{key}")
+            if problem is not None:
+                return problem
+        for key in [k for k in got if k not in like]:
+            entry = got[key]
+            if not (isinstance(entry, dict) and len(entry) == 1
+                    and (isinstance(entry.get("tensor"), torch.Tensor)
+                         or isinstance(entry.get("value"), (bool, int, float)))):
+                return f"{where}.{key} is not part of this job's state"
+        return None
+    if isinstance(like, (list, tuple)):
+        if not isinstance(got, type(like)):
+            return f"{where} is a {type(got).__name__}, expected a {type(like).__name__}"
+        if like and len(got) != len(like):
+            return f"{where} has {len(got)} entries, expected {len(like)}"
+        for i, (g, w) in enumerate(zip(got, like)):
+            problem = state_mismatch(g, w, f"{where}.{i}")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(like, bool):
+        return None if isinstance(got, bool) else f"{where} is {_short(got)}, expected true or false"
+    if isinstance(like, (int, float)):
+        ok = isinstance(got, (int, float)) and not isinstance(got, bool) and (isinstance(like, float)
+                                                                              or isinstance(got, int))
+        want = "an integer" if isinstance(like, int) else "a number"
+        return None if ok else f"{where} is {_short(got)}, expected {want}"
+    if isinstance(like, str):
+        return None if isinstance(got, str) else f"{where} is {_short(got)}, expected a string"
+    return None
+
+
 # ------------------------------------------------------------------------------------- snapshots
 class ResumePoint:
     """Where one job keeps its snapshot, and when it writes the next one."""
 
-    def __init__(self, path: str | os.PathLike, identity: dict[str, Any], every_s: float | None = None):
+    def __init__(self, path: str | os.PathLike, identity: dict[str, Any], every_s: float | None = None,
+                 like: Callable[[], Any] | None = None):
         self.path = Path(path)
         self.identity = identity  # job config + code version; a snapshot of anything else is ignored
+        self.like = like  # the live job's state(): a snapshot must have its structure (see `load`)
         env_every = os.environ.get("ROBBENCH_SNAPSHOT_S")
         self.every_s = float(env_every) if every_s is None and env_every else (every_s or DEFAULT_EVERY_S)
         self._last = time.monotonic()
         self.resumed_from: int | None = None
         self.discarded: str | None = None
 
-    def load(self) -> dict[str, Any] | None:
-        """The stored state, or None (no snapshot, or one that cannot be used: the reason is kept)."""
+    def load(self, like: Callable[[], Any] | None = None) -> dict[str, Any] | None:
+        """The stored state, or None (no snapshot, or one that cannot be used: the reason is kept in
+        `discarded`, and the job starts over).
+
+        With `like` (here or given to the constructor: the live job's `state`), a snapshot must have
+        that structure — every key, tensor dtype and shape (`state_mismatch`) — so a snapshot with a
+        valid checksum but missing or malformed state is ignored like an unreadable one, instead of
+        failing every re-run half-way through its restore."""
         if not self.path.is_file():
             return None
         try:
@@ -140,7 +217,22 @@ class ResumePoint:
         if meta.get("identity") != self.identity:
             self.discarded = "snapshot from other code or another config ignored"
             return None
-        return unpack(meta["state"], tensors)
+        problem = state = None
+        try:
+            state = unpack(meta["state"], tensors)
+        except KeyError as exc:
+            problem = f"it lacks {exc.args[0]!r}" if exc.args else "it lacks an entry"
+        except (TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+            problem = f"its state is malformed: {' '.join(str(exc).split())}"
+        like = like or self.like
+        if problem is None and not isinstance(state, dict):
+            problem = "its state is not a table"
+        if problem is None and like is not None:
+            problem = state_mismatch(state, like())
+        if problem is not None:
+            self.discarded = f"unusable snapshot {str(self.path)!r} ignored ({problem})"
+            return None
+        return state
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= self.every_s

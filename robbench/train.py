@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from robbench import provenance
-from robbench.checkpoint import save_agent
-from robbench.errors import RobbenchError
+from robbench.checkpoint import check_agent_file, file_sha256, save_agent
+from robbench.errors import RobbenchError, validate_seed
 from robbench.ppo import PPOConfig, PPOCore, ProgressFn
 from robbench.registry import get_trainer
 from robbench.resume import ResumePoint
@@ -25,8 +25,9 @@ def build_config(
 ) -> tuple[PPOConfig, Any]:
     """The PPO config and Objective for `method` on `env`, trainer defaults merged with overrides."""
     trainer_cls = get_trainer(method)
-    if seed < 0:
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
         raise RobbenchError(f"--seed must be ≥ 0, got {seed}")
+    validate_seed(seed)
     params = {**trainer_cls.defaults(env), **(trainer_params or {})}
     unknown_params = set(trainer_params or {}) - set(trainer_cls.defaults(env))
     if unknown_params:
@@ -38,10 +39,32 @@ def build_config(
     return cfg, trainer_cls(**params)
 
 
+def checkpoint_problem(record: AgentRecord) -> str | None:
+    """Why a registered agent's checkpoint cannot be used (missing, unreadable, truncated, not an
+    agent, or not the file registered at training), or None when it is sound."""
+    try:
+        if not record.path.is_file():
+            return f"its checkpoint {str(record.path)!r} is missing"
+        check_agent_file(record.path, expected_env=record.env)
+        if file_sha256(record.path) != record.sha256:
+            return f"its checkpoint {str(record.path)!r} changed since training (sha256 mismatch)"
+    except RobbenchError as exc:
+        return str(exc)
+    except OSError as exc:
+        return f"its checkpoint {str(record.path)!r} cannot be read ({exc.strerror or exc})"
+    return None
+
+
+def stored_record(store: ResultsStore, aid: str) -> AgentRecord | None:
+    """The registered agent `aid` (sound checkpoint or not), else None."""
+    return next((a for a in store.agents() if a.agent_id == aid), None)
+
+
 def trained_record(store: ResultsStore, aid: str) -> AgentRecord | None:
-    """The stored agent `aid` if it is registered and its checkpoint file is there, else None."""
-    record = next((a for a in store.agents() if a.agent_id == aid), None)
-    return record if record is not None and record.path.is_file() else None
+    """The stored agent `aid` if it is registered and its checkpoint is sound (`checkpoint_problem`),
+    else None: a missing, truncated or modified checkpoint does not count as trained."""
+    record = stored_record(store, aid)
+    return record if record is not None and checkpoint_problem(record) is None else None
 
 
 def train_agent(
@@ -54,7 +77,10 @@ def train_agent(
     cfg, objective = build_config(method, env, seed, preset, steps, num_envs, trainer_params, **ppo_overrides)
     aid = agent_id(env, method, cfg.budget, seed)
     path = store.agent_path(env, method, cfg.budget, seed)
-    existing = None if force else trained_record(store, aid)
+    existing = None if force else stored_record(store, aid)
+    replaced = None if existing is None else checkpoint_problem(existing)
+    if replaced is not None:  # retrained below, and said so (provenance.replaced_checkpoint)
+        existing = None
     if existing is not None:
         stored = existing.meta.get("config", {}).get("trainer", {})
         differ = sorted(k for k, v in (trainer_params or {}).items() if stored.get(k, "<unset>") != v)
@@ -70,6 +96,7 @@ def train_agent(
     core.resume = ResumePoint(
         store.home / "partial" / "train" / env / method / cfg.budget / f"seed{seed}.safetensors",
         identity={"agent_id": aid, "config": cfg.to_dict(), "code_version": code_version},
+        like=core.state,  # a snapshot lacking any of the live state is ignored (training starts over)
     )
     final = core.train(progress)
     meta = {
@@ -83,6 +110,8 @@ def train_agent(
             "resumed_from_iteration": core.resume.resumed_from,
         },
     }
+    notes = {"snapshot_ignored": core.resume.discarded, "replaced_checkpoint": replaced}
+    meta["provenance"].update({k: v for k, v in notes.items() if v is not None})
     save_agent(core.agent(meta), path)
     core.envs.close()
     record = store.register_agent(meta, path)

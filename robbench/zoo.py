@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from robbench.checkpoint import atomic_copy, file_sha256, load_agent_file, read_tensors
+from robbench.checkpoint import atomic_copy, check_agent_file, file_sha256, load_agent_file
 from robbench.errors import RobbenchError
 
 FORMAT = "robbench-zoo/1"
@@ -44,9 +44,65 @@ def manifest(zoo_dir: Path = ZOO_DIR) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise RobbenchError(f"zoo manifest {str(path)!r} is unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise RobbenchError(f"zoo manifest {str(path)!r} must be a JSON object, got a {type(data).__name__}")
     if data.get("format") != FORMAT:
         raise RobbenchError(f"zoo manifest has format {data.get('format')!r}, expected {FORMAT!r}")
+    check_manifest(data, path)
     return data
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _relative_file(v: Any) -> bool:
+    return isinstance(v, str) and bool(v) and not Path(v).is_absolute() and ".." not in Path(v).parts
+
+
+ENTRY_KEYS: dict[str, tuple[str, Any]] = {
+    "agent_id": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "short_id": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "method": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "env": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "seed": ("an integer ≥ 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "budget": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "file": ("a relative path inside the zoo", _relative_file),
+    "sha256": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "natural": ("a number", _number),
+    "worst": ("null or a table with a number 'mean' and a string 'attack'",
+              lambda v: v is None or (isinstance(v, dict) and _number(v.get("mean"))
+                                      and isinstance(v.get("attack"), str))),
+    "attacks": ("a table: attack -> {mean: number, returns_sha256: string}",
+                lambda v: isinstance(v, dict) and all(isinstance(c, dict) and _number(c.get("mean"))
+                                                      and isinstance(c.get("returns_sha256"), str)
+                                                      for c in v.values())),
+}
+"""The keys every manifest entry needs (what `robbench zoo list`, loading, importing and verifying
+read), with what each must be."""
+
+
+def check_manifest(data: dict[str, Any], path: Path) -> None:
+    """One line naming the entry and the key for a missing or wrongly typed manifest key."""
+    agents = data.get("agents")
+    if not isinstance(agents, list):
+        raise RobbenchError(f"zoo manifest {str(path)!r}: 'agents' must be a list of entries, got {_shown(agents)}")
+    for i, entry in enumerate(agents):
+        if not isinstance(entry, dict):
+            raise RobbenchError(f"zoo manifest {str(path)!r}: entry {i} must be a table, got {_shown(entry)}")
+        aid = entry.get("agent_id")
+        label = f"entry {i} ({aid!r})" if isinstance(aid, str) else f"entry {i}"
+        for key, (what, ok) in ENTRY_KEYS.items():
+            if key not in entry:
+                raise RobbenchError(f"zoo manifest {str(path)!r}: {label} is missing key {key!r}")
+            if not ok(entry[key]):
+                raise RobbenchError(f"zoo manifest {str(path)!r}: {label} key {key!r} must be {what}, "
+                                    f"got {_shown(entry[key])}")
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def find(agent_id: str, zoo_dir: Path = ZOO_DIR) -> dict[str, Any]:
@@ -91,7 +147,7 @@ def import_into(store, zoo_dir: Path = ZOO_DIR) -> list[str]:
                                     "use another --home for the zoo")
             ids.append(aid)
             continue
-        _, meta = read_tensors(src)
+        meta = check_agent_file(src, expected_env=entry["env"])
         meta.pop("format", None)
         dst = store.agent_path(entry["env"], entry["method"], entry["budget"], entry["seed"])
         atomic_copy(src, dst)
