@@ -17,6 +17,7 @@ from robbench.threat import IterativeAttack, Victim
 
 @register_attack("critic")
 class CriticAttack(IterativeAttack):
+    needs_critic = True
     description = "K steps of ŝ ← Π(ŝ − step·sign(∇V(ŝ))) from s + U[−step, step]: lower the agent's own V"
 
     def perturb(self, victim: Victim, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

@@ -82,15 +82,21 @@ class EvalResult:
 ProgressFn = Callable[[int, int], None]  # (episodes finished, env steps so far)
 
 
-def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: ProgressFn | None = None) -> EvalResult:
-    """Run `protocol.episodes` episodes of `agent` under `attack`, all as one batch."""
+def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: ProgressFn | None = None,
+             seeds: np.ndarray | None = None) -> EvalResult:
+    """Run `protocol.episodes` episodes of `agent` under `attack`, all as one batch.
+
+    `seeds` (one per episode) overrides base_seed + i; only screening on held-out seeds uses it
+    (e.g. `targeted` runs every candidate on the same few seeds), never a protocol cell."""
     if abs(attack.eps - protocol.eps) > 1e-12:
         raise RobbenchError(f"attack ε {attack.eps} differs from the protocol ε {protocol.eps}")
     n = protocol.episodes
     envs = EnvBatch(agent.env, n)
     victim = Victim(agent)
     gen = torch.Generator().manual_seed(protocol.base_seed)
-    seeds = protocol.base_seed + np.arange(n)
+    seeds = protocol.base_seed + np.arange(n) if seeds is None else np.asarray(seeds, dtype=np.int64)
+    if len(seeds) != n:
+        raise RobbenchError(f"{len(seeds)} seeds for {n} episodes")
     start = time.perf_counter()
     raw = np.stack([envs.reset_one(i, seed=int(seeds[i])) for i in range(n)])
     returns = np.zeros(n)
@@ -103,7 +109,7 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
         while alive.any():
             idx = np.flatnonzero(alive)
             clean = torch.from_numpy(agent.normalize(raw[idx])).float()
-            perturbed = attack.perturb(victim, clean, gen)
+            perturbed = attack.perturb_episodes(victim, clean, gen, idx)
             max_pert = max(max_pert, check_in_ball(perturbed, clean, protocol.eps, attack.name))
             actions_t = agent.act(perturbed)
             if attack.name != "none":
@@ -124,6 +130,8 @@ def evaluate(agent: Agent, attack: Attack, protocol: Protocol, progress: Progres
     finally:
         envs.close()
     info = {"max_action_change": max_change, "mean_action_change": sum_change / max(steps, 1)}
+    if attack.member_label() is not None:
+        info["member"] = attack.member_label()
     return EvalResult(returns, lengths, seeds, steps, time.perf_counter() - start, max_pert, info)
 
 

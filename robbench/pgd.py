@@ -8,6 +8,7 @@ of size ε/K.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -70,3 +71,87 @@ def sign_gradient_ascent(
         else:
             x = x.add_(grad.sign_(), alpha=signed_step).clamp_(lo, hi)
     return x.detach()
+
+
+def apgd_checkpoints(steps: int) -> list[int]:
+    """The iterations at which APGD may halve its step (Croce & Hein 2020, Sec. 3.2):
+    p₀ = 0, p₁ = 0.22, p_{j+1} = p_j + max(p_j − p_{j−1} − 0.03, 0.06), times `steps`."""
+    p = [0.0, 0.22]
+    while p[-1] < 1.0:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({int(math.ceil(q * steps)) for q in p[1:] if 0 < math.ceil(q * steps) < steps})
+
+
+def apgd_ascent(
+    objective: Objective,
+    clean: torch.Tensor,
+    eps: float,
+    gen: torch.Generator,
+    steps: int = 50,
+    restarts: int = 1,
+    momentum: float = 0.75,
+    rho: float = 0.75,
+) -> torch.Tensor:
+    """Auto-PGD in ℓ∞ (Croce & Hein 2020, Alg. 1): maximise `objective` per row inside B_ε(clean).
+
+    Step size starts at 2ε and is halved per row at the checkpoints of `apgd_checkpoints` when
+    fewer than `rho` of the steps since the last checkpoint improved that row, or when neither the
+    step nor the best value changed since then; a halving restarts the row from its best point.
+    Momentum 0.75 as in APGD. Each restart starts uniformly in the ball; the best point over every
+    iterate of every restart is returned (so more steps or restarts can never give a worse point).
+    The objective must be per row (row i depends only on input row i), as a policy or value net is.
+    """
+    clean = clean.detach()
+    lo, hi = clean - eps, clean + eps
+    n = clean.shape[0]
+    view = (n,) + (1,) * (clean.dim() - 1)
+    checkpoints = set(apgd_checkpoints(steps))
+    best_x, best_f = clean.clone(), None
+
+    def value_and_grad(x):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            f = objective(x)
+            (g,) = torch.autograd.grad(f.sum(), x)
+        return f.detach(), torch.nan_to_num(g, nan=0.0)
+
+    for _ in range(restarts):
+        x = torch.clamp(clean + (torch.rand(clean.shape, generator=gen) * 2 - 1) * eps, lo, hi)
+        f, g = value_and_grad(x)
+        if best_f is None:
+            best_f = f.clone()
+            best_x = x.clone()
+        else:
+            better = f > best_f
+            best_f = torch.where(better, f, best_f)
+            best_x = torch.where(better.view(view), x, best_x)
+        run_best_f, run_best_x = f.clone(), x.clone()
+        eta = torch.full(view, 2.0 * eps)
+        prev_x = x.clone()
+        improved = torch.zeros(n)
+        last_ckpt, f_at_ckpt, eta_reduced = 0, run_best_f.clone(), torch.zeros(n, dtype=torch.bool)
+        for k in range(steps):
+            z = torch.clamp(x + eta * g.sign(), lo, hi)
+            a = 1.0 if k == 0 else momentum
+            new_x = torch.clamp(x + a * (z - x) + (1 - a) * (x - prev_x), lo, hi)
+            prev_x, x = x, new_x
+            f_new, g = value_and_grad(x)
+            improved += (f_new > f).float()
+            f = f_new
+            better = f > run_best_f
+            run_best_f = torch.where(better, f, run_best_f)
+            run_best_x = torch.where(better.view(view), x, run_best_x)
+            if k + 1 in checkpoints:
+                span = k + 1 - last_ckpt
+                stalled = (improved < rho * span) | (~eta_reduced & (run_best_f <= f_at_ckpt))
+                eta = torch.where(stalled.view(view), eta / 2, eta)
+                x = torch.where(stalled.view(view), run_best_x, x)
+                if stalled.any():
+                    f, g = value_and_grad(x)
+                eta_reduced = stalled
+                improved.zero_()
+                last_ckpt, f_at_ckpt = k + 1, run_best_f.clone()
+        better = run_best_f > best_f
+        best_f = torch.where(better, run_best_f, best_f)
+        best_x = torch.where(better.view(view), run_best_x, best_x)
+    return best_x.detach()

@@ -73,6 +73,7 @@ class Attack(ABC):
 
     name: ClassVar[str] = "?"
     needs_fit: ClassVar[bool] = False
+    needs_critic: ClassVar[bool] = False  # uses the agent's value network V
     description: ClassVar[str] = ""
 
     def __init__(self, eps: float, **params: Any):
@@ -96,6 +97,18 @@ class Attack(ABC):
     @abstractmethod
     def perturb(self, victim: Victim, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Return ŝ ∈ B_ε(states), shape (batch, obs_dim)."""
+
+    def perturb_episodes(self, victim: Victim, states: torch.Tensor, gen: torch.Generator,
+                         episodes) -> torch.Tensor:
+        """What the evaluator calls: `episodes[j]` is the episode index of row j (the live episodes
+        of the batch). Attacks that treat every episode alike ignore it; an attack that screens
+        several candidates in one batch (e.g. `targeted`'s held-out screening) gives each episode
+        its own candidate."""
+        return self.perturb(victim, states, gen)
+
+    def member_label(self) -> str | None:
+        """A short name of what this cell ran (e.g. the chosen target), shown on the board."""
+        return None
 
     def fit(self, victim: Victim, **kwargs: Any) -> None:
         """Learned attacks train against `victim` here; attacks without training have nothing to do."""
