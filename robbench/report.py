@@ -92,7 +92,9 @@ FLAG_LABELS = {
     "under-budget": "attack under budget",
     "action-unmoved": "action never moved",
     "random-worst": "worst only by random",
-    "missing-attacks": "not all attacks",
+    "missing-attacks": "incomplete suite, unranked",
+    "not-converged": "not converged",
+    "best-known-lower": "best known lower",
 }
 FLAG_TEXT = {
     "stochastic": "stochastic evaluation: actions were sampled, not the deterministic mean μ(ŝ)",
@@ -101,9 +103,15 @@ FLAG_TEXT = {
                     "paper_steps, or budget ≠ \"paper\")",
     "action-unmoved": "an attack that never moved the action (info max_action_change = 0)",
     "random-worst": "worst case set only by random noise: no stronger attack lowered it",
-    "missing-attacks": "not evaluated under every attack other entries of the board were: its worst case "
-                       "is a minimum over fewer attacks, so its rank is not comparable",
+    "missing-attacks": "not evaluated under every cell of the board's standard attack suite: its worst case "
+                       "is a minimum over fewer attacks, so it is listed below the ranked rows, unranked",
+    "not-converged": "the last doubling of the suite's scan budget (members tried per learned or screened "
+                     "attack) lowered the worst case by more than 5 %: a larger budget would likely lower it more",
+    "best-known-lower": "an attack outside the standard suite (or with other settings) recorded a mean return "
+                        "more than 5 % below the suite's worst case: see the best-known column",
 }
+CONVERGENCE_TOLERANCE = 0.05
+"""A row is flagged not converged when doubling the scan budget lowered its worst case by more than this."""
 
 
 # ------------------------------------------------------------------------------------ entries
@@ -120,6 +128,9 @@ class Entry:
     sha256: str = ""
     certificate: dict[str, Any] | None = None
     board_attacks: list[str] = field(default_factory=list)  # every attack some entry of the board has
+    extra_cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # non-suite cells: best known only
+    missing: list[str] = field(default_factory=list)  # suite members without all their cells
+    rank: int | None = None  # None: not evaluated under the full suite, listed unranked
 
     @property
     def natural(self) -> float | None:
@@ -128,9 +139,50 @@ class Entry:
 
     @property
     def worst(self) -> tuple[float, str] | None:
-        """Minimum over the attacks evaluated (the natural return is not an attack)."""
-        attacked = [(c["mean"], a) for a, c in self.cells.items() if a != NATURAL]
-        return min(attacked) if attacked else None
+        """Minimum over the suite's cells *and* the natural return (the attacker may choose not to
+        perturb, so worst ≤ natural): (mean, attack) with attack "none" when nothing beat natural."""
+        cells = [(c["mean"], a) for a, c in self.cells.items()]
+        return min(cells) if cells else None
+
+    @property
+    def worst_member(self) -> str:
+        """`attack` or `attack: member` (e.g. the chosen target) of the cell that set the worst case."""
+        worst = self.worst
+        if worst is None:
+            return ""
+        label = self.cells[worst[1]]["info"].get("member")
+        return f"{_attack_name(worst[1])}: {label}" if label else _attack_name(worst[1])
+
+    @property
+    def best_known(self) -> tuple[float, str] | None:
+        """The lowest mean return ever recorded for this agent at the board's protocol, under any
+        attack (suite or not, any settings), natural included (RobustBench's external column)."""
+        cells = [(c["mean"], a) for a, c in self.cells.items()]
+        cells += [(c["mean"], f"{a} (outside the suite)") for a, c in self.extra_cells.items()]
+        return min(cells) if cells else None
+
+    def budget_curve(self) -> list[tuple[float, float]]:
+        """Worst case as a function of the scan budget: (fraction f, worst case when every scan attack
+        — a learned attack's grid, `targeted`'s ranked targets — keeps only its first ⌈f·M⌉ of M
+        members, in member order). f = 1 is the board's worst case."""
+        out = []
+        for frac in (0.25, 0.5, 1.0):
+            vals = []
+            for c in self.cells.values():
+                members = sorted(c.get("scan_members", [c]), key=_member_order)
+                keep = max(1, math.ceil(frac * len(members)))
+                vals.append(min(m["mean"] for m in members[:keep]))
+            if vals:
+                out.append((frac, min(vals)))
+        return out
+
+    @property
+    def converged(self) -> bool | None:
+        curve = dict(self.budget_curve())
+        if 1.0 not in curve or 0.5 not in curve:
+            return None
+        half, full = curve[0.5], curve[1.0]
+        return not full < half - CONVERGENCE_TOLERANCE * abs(half)
 
     @property
     def robustness(self) -> float | None:
@@ -164,9 +216,15 @@ class Entry:
                 if worst and worst[1] == RANDOM:
                     out.append((code, []))
             elif code == "missing-attacks":
-                missing = [a for a in self.board_attacks if a not in self.cells]
-                if missing:
-                    out.append((code, missing))
+                if self.missing:
+                    out.append((code, self.missing))
+            elif code == "not-converged":
+                if self.converged is False:
+                    out.append((code, []))
+            elif code == "best-known-lower":
+                worst, best = self.worst, self.best_known
+                if worst and best and best[0] < worst[0] - CONVERGENCE_TOLERANCE * abs(worst[0]):
+                    out.append((code, []))
             elif code in by_code:
                 attacks = by_code[code]
                 out.append((code, [] if len(attacks) == len(self.cells) else attacks))
@@ -177,6 +235,11 @@ class Entry:
         vals = [c["info"].get(key) for a, c in self.cells.items() if a != NATURAL]
         vals = [float(v) for v in vals if _is_number(v)]
         return max(vals) if vals else None
+
+
+def _member_order(cell: dict[str, Any]) -> tuple:
+    cfg = cell.get("attack_config", {})
+    return (cfg.get("member", cfg.get("rank", 0)), cell.get("cell_key", ""))
 
 
 def _is_number(v: Any) -> bool:
@@ -226,11 +289,18 @@ class Board:
     entries: list[Entry]
     published: list[PaperRow] | None = None  # set by compare_paper; never part of `entries`
     published_note: str = ""
+    suite: str = ""  # the standard suite's id (version + fingerprint) the board is ranked by
+
+    @property
+    def ranked(self) -> list[Entry]:
+        """The rows evaluated under the full suite, in rank order (the only ones compared)."""
+        return [e for e in self.entries if e.rank is not None]
 
     @property
     def title(self) -> str:
         spec = get_env_spec(self.env)
-        return f"{spec.gym_id} — ε = {self.eps:g} — {self.protocol_label}"
+        suite = self.suite if self.suite != AD_HOC else "ad-hoc attacks (not the standard suite)"
+        return f"{spec.gym_id} — ε = {self.eps:g} — {self.protocol_label} — {suite}"
 
     @property
     def protocol_label(self) -> str:
@@ -241,7 +311,11 @@ class Board:
         p = self.protocol
         mode = "deterministic actions" if p.get("deterministic", True) else "STOCHASTIC actions"
         return (f"{p['episodes']} episodes per cell, {mode}, seeds {p['base_seed']}…"
-                f"{p['base_seed'] + p['episodes'] - 1}; ranked by worst-case return.")
+                f"{p['base_seed'] + p['episodes'] - 1}; ranked by worst-case return over "
+                + (f"the {self.suite} attack suite" if self.suite != AD_HOC else
+                   "the attacks evaluated (no row has the full standard suite: not comparable with standard "
+                   "boards)")
+                + " and the natural return; rows without every attack are listed unranked.")
 
 
 def _steps(n: int) -> str:
@@ -269,10 +343,42 @@ def pick_certificate(certs: Sequence[dict[str, Any]], agent_id: str, sha256: str
     return min(rows, key=lambda c: (CERT_PREFERENCE.index(c["method"]), -int(c["states"]), float(c["threshold"])))
 
 
+AD_HOC = "ad hoc"
+"""The suite label of a board on which no row has the full standard suite (see build_boards)."""
+
+
+def _add_member(target: dict[str, dict[str, Any]], cell: dict[str, Any]) -> None:
+    """A scan (robust Sarsa's Q grid, SA-RL's adversary grid, `targeted`'s ranks, ...) stores one
+    cell per member under one attack name; the attack's result is the minimum over them."""
+    previous = target.get(cell["attack"])
+    members = [cell] + (previous["scan_members"] if previous is not None else [])
+    target[cell["attack"]] = dict(min(members, key=lambda c: c["mean"]), scan_members=members)
+
+
 def build_boards(store: ResultsStore) -> list[Board]:
+    """One board per (env, protocol). A board on which at least one row was evaluated under every cell
+    of the standard suite is a **standard board**: only the suite's cells enter the worst case, rows
+    with the full suite are ranked, the others are listed below them unranked, and every other cell
+    (other attacks or settings) counts only towards "best known". A board on which no row has the
+    full suite (a quick look, the demo) is an **ad-hoc board**, labelled so: every cell counts and
+    rows that lack an attack some other row has are unranked."""
+    from robbench.store import canonical_json
+    from robbench.suite import get_suite
+
+    suite = get_suite()
+    member_configs: dict[tuple[str, float], set[str]] = {}
+
+    def in_suite(cell) -> bool:
+        key = (cell["attack"], float(cell["protocol"]["eps"]))
+        if cell["attack"] not in suite.attacks:
+            return False
+        if key not in member_configs:
+            member_configs[key] = suite.member_configs(*key)
+        return canonical_json(cell["attack_config"]) in member_configs[key]
+
     agents = {a.agent_id: a for a in store.agents()}
     certs = load_certificates(store)
-    groups: dict[tuple, dict[str, Entry]] = {}
+    groups: dict[tuple, dict[str, tuple[Entry, list[dict]]]] = {}
     protocols: dict[tuple, dict] = {}
     for cell in store.cells():
         agent = agents.get(cell["agent_id"])
@@ -281,35 +387,40 @@ def build_boards(store: ResultsStore) -> list[Board]:
         proto = cell["protocol"]
         key = (cell["env"], proto["eps"], proto["episodes"], proto["base_seed"], proto["deterministic"])
         protocols[key] = proto
-        entries = groups.setdefault(key, {})
-        entry = entries.setdefault(
-            agent.agent_id,
-            Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256),
-        )
-        cell = dict(cell)
-        cell["returns"] = [e["ret"] for e in store.episodes(cell["cell_key"])]
-        # A scan (robust Sarsa's Q grid, SA-RL's adversary grid, ...) stores one cell per member
-        # under the same attack name; the attack's result is the minimum over them (protocol.md).
-        members = [cell]
-        previous = entry.cells.get(cell["attack"])
-        if previous is not None:
-            members += previous["scan_members"]
-        best = min(members, key=lambda c: c["mean"])
-        best = dict(best, scan_members=members)
-        entry.cells[cell["attack"]] = best
+        entry, raw = groups.setdefault(key, {}).setdefault(agent.agent_id, (
+            Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256), []))
+        raw.append(dict(cell, returns=[e["ret"] for e in store.episodes(cell["cell_key"])]))
     boards = []
     for key in sorted(groups):
         env, eps = key[0], key[1]
-        entries = list(groups[key].values())
-        for e in entries:
+        counts = suite.cell_counts(eps)
+        pairs = list(groups[key].values())
+        suite_configs = [{a: {canonical_json(c["attack_config"]) for c in raw if c["attack"] == a and in_suite(c)}
+                          for a in suite.attacks} for _, raw in pairs]
+        standard = any(all(len(have[a]) >= counts[a] for a in suite.attacks) for have in suite_configs)
+        for (e, raw), have in zip(pairs, suite_configs):
+            for cell in raw:
+                _add_member(e.cells if (not standard or in_suite(cell)) else e.extra_cells, cell)
             e.certificate = pick_certificate(certs, e.agent_id, e.sha256, eps)
-        attacks = sorted({a for e in entries for a in e.cells}, key=lambda a: (a != NATURAL, a))
+            if standard:
+                e.missing = [a for a in suite.attacks if len(have[a]) < counts[a]]
+        entries = [e for e, _ in pairs]
+        if standard:
+            attacks = [a for a in suite.attacks if any(a in e.cells for e in entries)]  # the suite's order
+        else:
+            present = {a for e in entries for a in e.cells}
+            order = {a: i for i, a in enumerate(suite.attacks)}
+            attacks = sorted(present, key=lambda a: (order.get(a, len(order)), a))
+            for e in entries:
+                e.missing = [a for a in attacks if a not in e.cells]
         for e in entries:
             e.board_attacks = attacks
-        entries.sort(key=_rank_key)
+        entries.sort(key=lambda e: (bool(e.missing), _rank_key(e)))
+        for rank, e in enumerate((e for e in entries if not e.missing), 1):
+            e.rank = rank
         proto = protocols[key]
         departures = Protocol(**proto).departures(env)
-        boards.append(Board(env, eps, proto, departures, attacks, entries))
+        boards.append(Board(env, eps, proto, departures, attacks, entries, suite=suite.id if standard else AD_HOC))
     return boards
 
 
@@ -343,10 +454,10 @@ def _attack_name(a: str) -> str:
 def board_rows(board: Board) -> list[dict[str, Any]]:
     """Flat rows (one per agent) with the board's numbers; shared by every output format."""
     rows = []
-    for rank, e in enumerate(board.entries, 1):
+    for e in board.entries:
         worst = e.worst
         row: dict[str, Any] = {
-            "rank": rank, "agent": e.agent_id, "method": e.method, "seed": e.seed, "preset": e.preset,
+            "rank": e.rank, "suite": board.suite, "complete": not e.missing, "missing_attacks": e.missing, "agent": e.agent_id, "method": e.method, "seed": e.seed, "preset": e.preset,
             "train_steps": e.steps,
         }
         for a in board.attacks:
@@ -355,7 +466,13 @@ def board_rows(board: Board) -> list[dict[str, Any]]:
             row[f"{a}_std"] = c["std"] if c else None
         row["worst_mean"] = worst[0] if worst else None
         row["worst_attack"] = worst[1] if worst else None
+        row["worst_member"] = e.worst_member or None
         row["worst_case_robustness"] = e.robustness
+        best = e.best_known
+        row["best_known_mean"] = best[0] if best else None
+        row["best_known_attack"] = best[1] if best else None
+        row["converged"] = e.converged
+        row["worst_by_budget"] = [{"budget_fraction": f, "worst_mean": w} for f, w in e.budget_curve()]
         cert = e.certificate
         row["certified_method"] = cert["method"] if cert else None
         row["certified_mean_dev"] = cert["mean_dev"] if cert else None
@@ -396,7 +513,7 @@ class Significance:
 def representatives(board: Board) -> dict[tuple[str, str], tuple[Entry, str]]:
     """Per (method, preset): its only agent, or its median agent by worst-case return."""
     groups: dict[tuple[str, str], list[Entry]] = {}
-    for e in board.entries:
+    for e in board.ranked:
         if e.worst is not None:
             groups.setdefault(e.group, []).append(e)
     out = {}
@@ -438,7 +555,7 @@ def significance(board: Board) -> Significance | None:
     board ranks by). Natural: the no-attack returns. Comparisons whose test is undefined (fewer
     than 2 episodes, or two constant samples) show no p-value and stay out of the Holm family.
     """
-    ranked = [e for e in board.entries if e.worst is not None]
+    ranked = [e for e in board.ranked if e.worst is not None]
     if not ranked:
         return None
     top = ranked[0]
@@ -499,7 +616,7 @@ def seed_aggregates(board: Board) -> list[SeedAggregate]:
     """Per (method, preset): median agent, IQM with stratified bootstrap CIs over seeds (rliable)."""
     reps = representatives(board)
     groups: dict[tuple[str, str], list[Entry]] = {}
-    for e in board.entries:
+    for e in board.ranked:
         if e.worst is not None:
             groups.setdefault(e.group, []).append(e)
     out = []
@@ -573,12 +690,13 @@ class PaperRow:
 
 
 PAPER_CSV = Path(__file__).parent / "data" / "paper_results.csv"
-"""The BARPO paper's Tables 1-4 (a copy of ../shared/reference/paper_results.csv, shipped with the
-package so `--compare-paper` works from any install)."""
+"""The BARPO paper's Tables 1-4 (one row per table, env and method), shipped with the package so
+`--compare-paper` works from any install."""
 
 
 def load_paper_results(path: str | Path) -> list[PaperRow]:
-    """Read ../shared/reference/paper_results.csv into one row per (env, mapped method)."""
+    """Read a published-results CSV (the format of robbench/data/paper_results.csv) into one row per
+    (env, mapped method)."""
     path = Path(path)
     try:
         with open(path, newline="") as f:
@@ -852,17 +970,36 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def board_header(b: Board) -> list[str]:
     return (["#", "agent", "method", "seed", "budget"] + [_attack_name(a) for a in b.attacks]
-            + ["worst", "worst-case robustness", "certified action dev. mean / max", "flags"])
+            + ["worst", "worst-case robustness", "best known", "certified action dev. mean / max", "flags"])
+
+
+def _rank_text(e: Entry) -> str:
+    return str(e.rank) if e.rank is not None else "—"
+
+
+def _worst_text(e: Entry) -> str:
+    worst = e.worst
+    return f"{worst[0]:.0f} ({e.worst_member})" if worst else "—"
+
+
+def _best_known_text(e: Entry) -> str:
+    best, worst = e.best_known, e.worst
+    if best is None:
+        return "—"
+    if worst is not None and best[0] >= worst[0]:
+        return "= worst"
+    return f"{best[0]:.0f} ({_attack_name(best[1])})"
 
 
 def board_cells(b: Board) -> list[list[str]]:
     rows = []
-    for rank, e in enumerate(b.entries, 1):
-        worst, rob = e.worst, e.robustness
-        cells = [str(rank), f"`{e.agent_id}`", e.method, str(e.seed), e.budget()]
+    for e in b.entries:
+        rob = e.robustness
+        cells = [_rank_text(e), f"`{e.agent_id}`", e.method, str(e.seed), e.budget()]
         cells += [_cell_text(e, a) for a in b.attacks]
-        cells.append(f"{worst[0]:.0f} ({worst[1]})" if worst else "—")
+        cells.append(_worst_text(e))
         cells.append(f"{rob:+.3f}" if rob is not None else "—")
+        cells.append(_best_known_text(e))
         cells.append(_fmt_cert(e.certificate))
         cells.append(_fmt_flags(e))
         rows.append(cells)
@@ -961,6 +1098,9 @@ def to_csv(boards: list[Board]) -> str:
             flat = {"source": OURS_LABEL, "env": b.env, "eps": b.eps, "protocol": proto}
             flat.update(row)
             flat["flags"] = " ".join(row["flags"])
+            flat["missing_attacks"] = " ".join(row["missing_attacks"])  # lists are space-separated, like flags
+            flat["worst_by_budget"] = " ".join(f"{p['budget_fraction']:g}:{p['worst_mean']:.6f}"
+                                               for p in row["worst_by_budget"])
             for a in b.attacks:
                 c = e.cells.get(a)
                 flat[f"{a}_returns"] = " ".join(f"{r:.6f}" for r in c["returns"]) if c else ""
@@ -989,6 +1129,21 @@ def _test_json(t: stats.PairTest | None, holm: float | None) -> dict | None:
             "effect_size_name": t.effect_size_name}
 
 
+def _cell_json(c: dict[str, Any]) -> dict[str, Any]:
+    """One attack of a record: the cell that set its result (the minimum over its scan members) and,
+    for a scan, every member with its own config and returns."""
+    out = {"mean": c["mean"], "std": c["std"], "min": c["min"], "max": c["max"], "episodes": c["episodes"],
+           "config": c["attack_config"], "member": c["info"].get("member"), "returns": c["returns"],
+           "code_version": c["info"].get("code_version"),
+           "flags": [{"code": code, "detail": d} for code, d in cell_flags(c)]}
+    members = c.get("scan_members", [c])
+    if len(members) > 1:
+        out["scan_members"] = [{"config": m["attack_config"], "member": m["info"].get("member"), "mean": m["mean"],
+                                "std": m["std"], "episodes": m["episodes"], "returns": m["returns"]}
+                               for m in sorted(members, key=_member_order)]
+    return out
+
+
 def to_json(boards: list[Board]) -> str:
     """One record per (board, agent), RobustBench-style, raw per-episode returns included.
 
@@ -1011,13 +1166,8 @@ def to_json(boards: list[Board]) -> str:
                     k: e.certificate[k] for k in ("method", "eps", "states", "threshold", "mean_dev", "max_dev",
                                                   "mean_sum_u2_sigma2", "max_sum_u2_sigma2", "frac_below",
                                                   "seconds_per_1000") if k in e.certificate},
-                "attacks": {
-                    a: {"mean": c["mean"], "std": c["std"], "min": c["min"], "max": c["max"],
-                        "episodes": c["episodes"], "config": c["attack_config"], "returns": c["returns"],
-                        "code_version": c["info"].get("code_version"),
-                        "flags": [{"code": code, "detail": d} for code, d in e.cell_flags(a)]}
-                    for a, c in e.cells.items()
-                },
+                "attacks": {a: _cell_json(c) for a, c in e.cells.items()},
+                "extra_attacks": {a: _cell_json(c) for a, c in e.extra_cells.items()},  # best known only
                 "significance_vs_top": None if sig is None else {
                     "top_agent": sig.top.agent_id,
                     "comparisons": [{
@@ -1078,7 +1228,7 @@ def to_latex(boards: list[Board]) -> str:
     for b in boards:
         n_att = len(b.attacks)
         out += _latex_table(f"{b.title}. {b.subtitle}", board_header(b), board_cells(b),
-                            "rllrl" + "r" * n_att + "rrll")
+                            "rllrl" + "r" * n_att + "rrrll")  # worst, robustness, best known, cert, flags
         legend = _flag_legend(b)
         if legend:
             out += ["% flags: " + latex_escape("; ".join(legend)), ""]
@@ -1332,16 +1482,17 @@ def _html_board(b: Board) -> str:
     first_attack = 5
     n_att = len(b.attacks)
     rows = []
-    for rank, e in enumerate(b.entries, 1):
-        worst, rob = e.worst, e.robustness
-        cells = [str(rank), f"<code>{_h(e.agent_id)}</code>", _h(e.method), str(e.seed), _h(e.budget())]
+    for e in b.entries:
+        rob = e.robustness
+        cells = [_rank_text(e), f"<code>{_h(e.agent_id)}</code>", _h(e.method), str(e.seed), _h(e.budget())]
         for a in b.attacks:
             flags = e.cell_flags(a)
             tip = "; ".join(f"{FLAG_LABELS[c]}: {d}" for c, d in flags)
             text = _h(_fmt(e.cells.get(a))) + (f' <span title="{_h(tip)}">⚠</span>' if flags else "")
             cells.append(text)
-        cells.append(_h(f"{worst[0]:.0f} ({worst[1]})") if worst else "—")
+        cells.append(_h(_worst_text(e)))
         cells.append(f"{rob:+.3f}" if rob is not None else "—")
+        cells.append(_h(_best_known_text(e)))
         cells.append(_h(_fmt_cert(e.certificate)))
         cells.append(_h(_fmt_flags(e)))
         rows.append(cells)

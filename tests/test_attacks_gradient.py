@@ -88,11 +88,14 @@ def saturated_agent():
     return agent
 
 
-def action_deviation(agent: Agent, perturbed: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """MAD's objective Σ_i ((μ_i(ŝ) − μ_i(s))/σ̃_i)², σ̃ = σ/mean(σ), computed independently here."""
+def action_deviation(agent: Agent, perturbed: torch.Tensor, clean: torch.Tensor,
+                     weights: str = "unit") -> torch.Tensor:
+    """MAD's objective Σ_i ((μ_i(ŝ) − μ_i(s))/σ̃_i)², computed independently here: σ̃ ≡ 1 (weights
+    "unit", MAD's default) or σ̃ = σ/mean(σ) (weights "learned")."""
     std = agent.policy.std.detach()
+    scale = std / std.mean() if weights == "learned" else torch.ones_like(std)
     with torch.no_grad():
-        return (((agent.act(perturbed) - agent.act(clean)) / (std / std.mean())) ** 2).sum(-1)
+        return (((agent.act(perturbed) - agent.act(clean)) / scale) ** 2).sum(-1)
 
 
 # ------------------------------------------------------------------------------------------- the ball
@@ -141,15 +144,19 @@ def test_critic_lowers_the_value(victim_kind, request):
     assert drop.mean() > 5 * (clean_v - noisy_v).abs().mean()  # far more than noise of the same ε
 
 
-def test_mad_raises_the_action_deviation(random_agent):
+@pytest.mark.parametrize("weights, gain, share", [("unit", 2.0, 0.75), ("learned", 3.0, 0.9)])
+def test_mad_raises_the_action_deviation(weights, gain, share, random_agent):
+    """Each form raises its own objective well above uniform noise's. σ̃ ≡ 1 leaves the objective (and its
+    gradient) smaller against the SGLD noise, so its margin over noise is smaller than σ̃ = σ/mean(σ)'s
+    on this victim (whose small-σ action the learned weights magnify)."""
     states = normal_states()
-    mad = get_attack("mad")(EPS).perturb(Victim(random_agent), states, gen())
+    mad = get_attack("mad")(EPS, weights=weights).perturb(Victim(random_agent), states, gen())
     noisy = get_attack("random")(EPS).perturb(Victim(random_agent), states, gen())
-    mad_dev = action_deviation(random_agent, mad, states)
-    noise_dev = action_deviation(random_agent, noisy, states)
+    mad_dev = action_deviation(random_agent, mad, states, weights)
+    noise_dev = action_deviation(random_agent, noisy, states, weights)
     assert (mad_dev > 0).all()  # the clean point has deviation 0
-    assert mad_dev.mean() > 3 * noise_dev.mean()
-    assert (mad_dev > noise_dev).float().mean() >= 0.9
+    assert mad_dev.mean() > gain * noise_dev.mean()
+    assert (mad_dev > noise_dev).float().mean() >= share
 
 
 def test_mad_on_a_nearly_flat_policy_still_moves_the_action(smoke_agent):
@@ -161,19 +168,32 @@ def test_mad_on_a_nearly_flat_policy_still_moves_the_action(smoke_agent):
     assert (action_deviation(smoke_agent, mad, states) > 0).all()
 
 
-def test_mad_uses_the_normalised_std(random_agent):
-    """With σ̃ the search favours the action with the smallest σ; without it, it would not."""
+def test_mad_uses_the_normalised_std_only_with_learned_weights(random_agent):
+    """With weights "learned" (σ̃ = σ/mean(σ)) the search favours the action with the smallest σ; with
+    the default σ̃ ≡ 1 it does not."""
     states = normal_states()
     victim = Victim(random_agent)
-    mad = get_attack("mad")(EPS).perturb(victim, states, gen())
-    with torch.no_grad():
-        moved = (random_agent.act(mad) - random_agent.act(states)).abs()
     small, large = int(victim.std.argmin()), int(victim.std.argmax())
     plain_noise = get_attack("random")(EPS).perturb(victim, states, gen())
     with torch.no_grad():
         noise_moved = (random_agent.act(plain_noise) - random_agent.act(states)).abs()
-    gain = moved.mean(0) / noise_moved.mean(0)
-    assert gain[small] > gain[large]
+
+    def gain(**params):
+        mad = get_attack("mad")(EPS, **params).perturb(victim, states, gen())
+        with torch.no_grad():
+            moved = (random_agent.act(mad) - random_agent.act(states)).abs()
+        return moved.mean(0) / noise_moved.mean(0)
+
+    learned, unit = gain(weights="learned"), gain()
+    assert learned[small] > learned[large]
+    assert unit[small] < unit[large]  # σ plays no part: the small-σ action is not favoured
+    assert torch.equal(get_attack("mad")(EPS).perturb(victim, states, gen()),
+                       get_attack("mad")(EPS, weights="unit").perturb(victim, states, gen()))
+
+
+def test_mad_rejects_unknown_weights():
+    with pytest.raises(RobbenchError, match="weights must be 'unit' or 'learned'"):
+        get_attack("mad")(EPS, weights="sigma")
 
 
 # ---------------------------------------------------------------------------------- batching, purity
@@ -232,16 +252,19 @@ def test_attacks_are_deterministic_given_the_generator(attack, random_agent):
 @pytest.mark.parametrize("attack", GRADIENT_ATTACKS)
 def test_step_settings_are_recorded_and_keyed(attack):
     cls = get_attack(attack)
-    assert cls.default_params() == {"steps": 10, "step_size": None}
-    assert cls(EPS).config() == {"eps": EPS, "steps": 10, "step_size": pytest.approx(EPS / 10)}
+    extra = {"weights": "unit"} if attack == "mad" else {}  # mad's σ̃ ≡ 1 by default
+    assert cls.default_params() == {"steps": 10, "step_size": None, **extra}
+    assert cls(EPS).config() == {"eps": EPS, "steps": 10, "step_size": pytest.approx(EPS / 10), **extra}
     assert cls(EPS, steps=5).config()["step_size"] == pytest.approx(EPS / 5)
-    assert cls(EPS, step_size=0.01).config() == {"eps": EPS, "steps": 10, "step_size": 0.01}
+    assert cls(EPS, step_size=0.01).config() == {"eps": EPS, "steps": 10, "step_size": 0.01, **extra}
 
     def key(**params):
         return cell_key("hopper/ppo/x/0", "sha", attack, cls(EPS, **params).config(), {"eps": EPS})
 
     assert len({key(), key(steps=5), key(step_size=0.01), key(steps=5, step_size=0.01)}) == 4
     assert key() == key(step_size=EPS / 10)  # the default is ε/K: the same attack, the same cell
+    if attack == "mad":  # the weights are part of the attack: another cell
+        assert key(weights="learned") != key() == key(weights="unit")
 
 
 @pytest.mark.parametrize("attack", GRADIENT_ATTACKS)

@@ -66,8 +66,9 @@ def normal(rng, mean, std, n=50):
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """hopper, ε 0.075: ppo ×3 seeds, barppo ×2, sappo ×1 (random only), wocar ×1 (flagged cells);
-    plus a 10-episode board and a stochastic board."""
+    """hopper, ε 0.075 (an ad-hoc board: no row has the standard suite): ppo ×3 seeds, barppo ×2,
+    sappo ×1 (worst by random), wocar ×1 (flagged cells), each under every attack of the board (ranked);
+    radial ×1 without critic, rs, sa_rl (unranked); plus a 10-episode board and a stochastic board."""
     home = tmp_path_factory.mktemp("views")
     rng = np.random.default_rng(7)
     with ResultsStore(home) as st:
@@ -107,12 +108,32 @@ def home(tmp_path_factory):
             add_cell(st, rec, "sa_rl", normal(extra, crit + 500, 200),
                      config={"train_steps": PAPER_STEPS, "paper_steps": PAPER_STEPS},
                      info={"max_action_change": 0.3})
+        # ppo, sappo and wocar get every attack of the board too, so they are ranked (a row lacking an
+        # attack another row has is listed unranked); ppo's worst stays critic, sappo's random
+        for seed, crit in enumerate([1400, 900, 1200]):
+            rec = st.get_agent(f"hopper/ppo/paper/{seed}")
+            for attack, gap in (("rs", 600), ("sa_rl", 800)):
+                add_cell(st, rec, attack, normal(extra, crit + gap, 200),
+                         config={"train_steps": PAPER_STEPS, "paper_steps": PAPER_STEPS},
+                         info={"max_action_change": 0.3})
+        rec = st.get_agent("hopper/sappo/paper/0")
+        add_cell(st, rec, "critic", normal(extra, 2900, 100), config={"steps": 10}, info={"max_action_change": 0.2})
+        for attack, mean in (("rs", 2800), ("sa_rl", 3000)):
+            add_cell(st, rec, attack, normal(extra, mean, 100),
+                     config={"train_steps": PAPER_STEPS, "paper_steps": PAPER_STEPS}, info={"max_action_change": 0.2})
+        add_cell(st, st.get_agent("hopper/wocar/paper/0"), "random", normal(extra, 3400, 100),
+                 info={"max_action_change": 0.05})
+        # radial lacks critic, rs and sa_rl: its worst case (random, ~3650) is above every other row's,
+        # yet it is listed after them, unranked
+        rec = add_agent(st, "radial", 0)
+        add_cell(st, rec, "none", normal(extra, 3700, 50))
+        add_cell(st, rec, "random", normal(extra, 3650, 50), info={"max_action_change": 0.05})
     return home
 
 
 @pytest.fixture(scope="module")
 def paper_csv(tmp_path_factory):
-    """A small published-results file in the format of ../shared/reference/paper_results.csv."""
+    """A small published-results file in the format of robbench/data/paper_results.csv."""
     cols = ["table", "env", "eps", "method", "natural_mean", "natural_std"]
     for a in report.PAPER_ATTACKS + ("worst",):
         cols += [f"{a}_mean", f"{a}_std"]
@@ -147,15 +168,28 @@ def test_one_board_per_protocol_ranked_by_worst_case(home):
     boards = boards_of(home)
     assert len(boards) == 3  # standard, 10 episodes, stochastic
     b = main_board(boards)
-    worst = [e.worst[0] for e in b.entries]
+    assert b.suite == report.AD_HOC  # no row has the standard suite: every cell counts
+    ranked = b.ranked
+    assert [e.rank for e in ranked] == list(range(1, len(ranked) + 1)) and len(ranked) == 7
+    worst = [e.worst[0] for e in ranked]
     assert worst == sorted(worst, reverse=True)
     assert b.entries[0].agent_id.startswith("hopper/barppo/")
-    assert b.attacks == ["none", "critic", "random", "rs", "sa_rl"]
+    # the unranked row (radial lacks critic, rs, sa_rl) comes after every ranked row, though its worst is higher
+    assert [e.agent_id for e in b.entries[len(ranked):]] == ["hopper/radial/paper/0"]
+    radial = b.entries[-1]
+    assert radial.rank is None and radial.missing == ["critic", "rs", "sa_rl"]
+    assert radial.worst[0] > worst[0]
+    for e in b.entries:  # the natural return is part of the worst case
+        assert e.worst[0] <= e.natural
+    # columns in the suite's order (none, random, mad, critic, ..., rs, sa_rl, pa_ad), not alphabetical
+    assert b.attacks == ["none", "random", "critic", "rs", "sa_rl"]
     md = cli("report", "--home", home).output
     block = re.split(r"^### ", md, flags=re.M)[1 + boards.index(b)]
-    ranked_ids = re.findall(r"^\| (\d+) \| `([^`]+)`", block, flags=re.M)
-    assert [aid for _, aid in ranked_ids] == [e.agent_id for e in b.entries]
-    assert [int(r) for r, _ in ranked_ids] == list(range(1, len(b.entries) + 1))
+    rows = re.findall(r"^\| (\d+|—) \| `([^`]+)`", block, flags=re.M)
+    assert [aid for _, aid in rows] == [e.agent_id for e in b.entries]
+    assert [r for r, _ in rows] == [str(i) for i in range(1, len(ranked) + 1)] + ["—"]
+    header = next(line for line in block.splitlines() if line.startswith("| # |"))
+    assert "| natural | random | critic | rs | sa_rl | worst | worst-case robustness | best known |" in header
 
 
 def test_significance_holm_pvalues_equal_stats_on_stored_returns(home):
@@ -207,6 +241,7 @@ def test_seed_aggregates_median_agent_and_iqm(home):
         (ref.estimate, ref.low, ref.high))
     assert ppo.p_improvement is not None and 0.0 <= ppo.p_improvement.estimate <= 1.0
     assert aggs[("sappo", "paper")].p_improvement is None  # one seed: no probability of improvement
+    assert ("radial", "paper") not in aggs  # unranked rows are not aggregated
     md = cli("report", "--home", home).output
     assert f"`{ppo.median.agent_id}` (seed {ppo.median.seed})" in md
 
@@ -216,16 +251,16 @@ def test_trust_flags_fire(home):
     boards = boards_of(home)
     b = main_board(boards)
     by_id = {e.agent_id: e for e in b.entries}
-    assert dict(by_id["hopper/sappo/paper/0"].flags()) == {"random-worst": [],
-                                                          "missing-attacks": ["critic", "rs", "sa_rl"]}
+    assert dict(by_id["hopper/sappo/paper/0"].flags()) == {"random-worst": []}
+    assert dict(by_id["hopper/radial/paper/0"].flags()) == {"random-worst": [],
+                                                           "missing-attacks": ["critic", "rs", "sa_rl"]}
     wocar = by_id["hopper/wocar/paper/0"]
     assert [c for c, _ in wocar.cell_flags("critic")] == ["action-unmoved"]
     assert [c for c, _ in wocar.cell_flags("rs")] == ["under-budget"]
     assert [c for c, _ in wocar.cell_flags("sa_rl")] == ["under-budget"]  # budget preset "quick"
-    assert dict(wocar.flags()) == {"under-budget": ["rs", "sa_rl"], "action-unmoved": ["critic"],
-                                   "missing-attacks": ["random"]}
+    assert dict(wocar.flags()) == {"under-budget": ["rs", "sa_rl"], "action-unmoved": ["critic"]}
     ppo = by_id["hopper/ppo/paper/0"]
-    assert dict(ppo.flags()) == {"missing-attacks": ["rs", "sa_rl"]}
+    assert dict(ppo.flags()) == {}
     few = next(bb for bb in boards if bb.protocol["episodes"] == 10)
     assert dict(few.entries[0].flags()) == {"few-episodes": []}
     stoch = next(bb for bb in boards if not bb.protocol["deterministic"])
@@ -233,7 +268,7 @@ def test_trust_flags_fire(home):
     md = cli("report", "--home", home).output
     assert "⚠ worst only by random" in md and "action never moved (critic)" in md
     assert "attack under budget (rs, sa_rl)" in md and "<50 episodes" in md and "stochastic eval" in md
-    assert "not all attacks (critic, rs, sa_rl)" in md
+    assert "incomplete suite, unranked (critic, rs, sa_rl)" in md
     assert "NON-STANDARD: 10 episodes" in md and "NON-STANDARD: stochastic actions" in md
 
 
@@ -269,7 +304,9 @@ def test_compare_paper_rows_are_labelled_and_never_ranked(home, paper_csv):
                              "--paper-csv", paper_csv).output)
     published = [r for r in records if r["source"] == report.PAPER_LABEL]
     assert published and all(r["rank"] is None for r in published)
-    assert all(isinstance(r["rank"], int) for r in records if r["source"] == report.OURS_LABEL)
+    ours = [r for r in records if r["source"] == report.OURS_LABEL]
+    assert all(isinstance(r["rank"], int) == r["complete"] for r in ours)  # only complete rows are ranked
+    assert [r["agent"] for r in ours if r["rank"] is None] == ["hopper/radial/paper/0"]
 
 
 def test_compare_paper_missing_csv_is_one_line(home, tmp_path):
@@ -283,7 +320,7 @@ def test_compare_paper_missing_csv_is_one_line(home, tmp_path):
 
 
 def test_method_mapping_reads_the_real_paper_table():
-    path = report.PAPER_CSV  # shipped copy of ../shared/reference/paper_results.csv
+    path = report.PAPER_CSV  # robbench/data/paper_results.csv, the paper's Tables 1-4
     rows = [r for r in report.load_paper_results(path) if r.env == "hopper"]
     got = {r.method_id: (r.table, r.natural[0], r.worst[0]) for r in rows}
     assert got["ppo"] == ("table2", 3081.0, 79.0) and got["barppo"] == ("table2", 3684.0, 1340.0)
@@ -384,8 +421,15 @@ def test_json_one_record_per_entry_with_raw_returns(home):
             stored = [e["ret"] for e in st.episodes(c["cell_key"])]
             assert rec["attacks"][c["attack"]]["returns"] == pytest.approx(stored)
     wocar = next(r for r in records if r["agent"] == "hopper/wocar/paper/0")
-    assert {f["code"] for f in wocar["flags"]} == {"under-budget", "action-unmoved", "missing-attacks"}
+    assert {f["code"] for f in wocar["flags"]} == {"under-budget", "action-unmoved"}
     assert wocar["attacks"]["rs"]["flags"][0]["code"] == "under-budget"
+    assert wocar["worst_attack"] == wocar["worst_member"] == "rs" and wocar["worst_mean"] == wocar["rs_mean"]
+    assert wocar["best_known_mean"] == wocar["worst_mean"] and wocar["suite"] == report.AD_HOC
+    assert wocar["converged"] is True and wocar["worst_by_budget"][-1]["worst_mean"] == wocar["worst_mean"]
+    radial = next(r for r in records if r["agent"] == "hopper/radial/paper/0")
+    assert radial["rank"] is None and radial["complete"] is False
+    assert radial["missing_attacks"] == ["critic", "rs", "sa_rl"]
+    assert radial["method_aggregate"] is None and radial["significance_vs_top"]["comparisons"] == []
     ppo = [r for r in records if r["method"] == "ppo" and r["preset"] == "paper"]
     assert len({r["method_aggregate"]["median_seed"] for r in ppo}) == 1
     assert sum(len(r["significance_vs_top"]["comparisons"]) for r in ppo) == 2  # only the median agent
@@ -395,8 +439,12 @@ def test_csv_has_flags_and_returns(home):
     rows = list(csv.DictReader(io.StringIO(cli("report", "--home", home, "--format", "csv").output)))
     assert all(r["source"] == "robbench" for r in rows)
     wocar = next(r for r in rows if r["agent"] == "hopper/wocar/paper/0")
-    assert set(wocar["flags"].split()) == {"under-budget", "action-unmoved", "missing-attacks"}
+    assert set(wocar["flags"].split()) == {"under-budget", "action-unmoved"}
     assert len(wocar["rs_returns"].split()) == 50
+    radial = next(r for r in rows if r["agent"] == "hopper/radial/paper/0")
+    assert radial["rank"] == "" and radial["complete"] == "False"
+    assert radial["missing_attacks"].split() == ["critic", "rs", "sa_rl"] and "missing-attacks" in radial["flags"]
+    assert float(wocar["best_known_mean"]) == float(wocar["worst_mean"])
 
 
 def _tabular_rows(tex: str):
@@ -439,8 +487,16 @@ def test_real_pipeline_smoke_agent(tmp_path):
         for attack in ("none", "random"):
             evaluate_cell(st, "hopper/ppo/smoke/0", attack, episodes=3)
         text = {fmt: report.render(st, fmt) for fmt in report.FORMATS}
-    assert "⚠ <50 episodes; worst only by random" in text["markdown"]
-    assert json.loads(text["json"])[0]["flags"][0]["code"] == "few-episodes"
+        (board,) = report.build_boards(st)
+    (e,) = board.entries
+    assert board.suite == report.AD_HOC and e.rank == 1 and e.worst[0] <= e.natural
+    # the worst case is random's mean when noise lowered the return, else the natural return
+    assert e.worst == min((e.cells["random"]["mean"], "random"), (e.natural, "none"))
+    by_random = e.worst[1] == "random"
+    flags = "⚠ <50 episodes" + ("; worst only by random" if by_random else "")
+    assert f"| {flags} |" in text["markdown"]
+    record = json.loads(text["json"])[0]
+    assert [f["code"] for f in record["flags"]] == ["few-episodes"] + (["random-worst"] if by_random else [])
     assert "<table" in text["html"] and "\\begin{tabular}" in text["latex"]
 
 
