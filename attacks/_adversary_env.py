@@ -303,6 +303,10 @@ class PPOAdversaryAttack(LearnedAttack):
         """Whether the adversary's value loss is clipped."""
         return True
 
+    def init_adversary(self, core: PPOCore, victim: Victim) -> None:
+        """Hook: set the adversary's initial networks before training (a warm start); by default the
+        core's own initialisation. A snapshot being resumed overrides it."""
+
     # --------------------------------------------------------------------------------------- fit
     def ppo_config(self, env: str) -> PPOConfig:
         """The adversary's PPO run: the core's defaults (2048 steps/iteration, 10 epochs × 32
@@ -336,6 +340,7 @@ class PPOAdversaryAttack(LearnedAttack):
         curve: list[float] = []
         try:
             core = PPOCore(cfg, envs=adv_env)
+            self.init_adversary(core, victim)
 
             def on_iteration(iteration: int, stats: dict[str, float]) -> None:
                 if progress is not None:

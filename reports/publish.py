@@ -20,11 +20,13 @@ import sys
 from pathlib import Path
 
 from robbench.report import OURS_LABEL, PAPER_LABEL
+from robbench.suite import get_suite
 
 REPO = Path(__file__).resolve().parent.parent
-#: Attacks kept off the published boards: a variant evaluated for some agents only would leave
-#: every other row flagged "missing-attacks". Its cells stay in the working homes.
-UNPUBLISHED_ATTACKS = ("pa_ad_pgd",)
+#: Attacks kept off the published homes. None since standard-v1: boards are ranked by the standard
+#: suite alone, and a cell of any other attack only lowers the "best known" column, which is what a
+#: stronger attack recorded for some agents should do.
+UNPUBLISHED_ATTACKS: tuple[str, ...] = ()
 
 
 def snapshot(src: Path, dst: Path) -> None:
@@ -141,7 +143,7 @@ def reproduction_note(env: str, home: Path) -> str:
     return "\n".join(lines)
 
 
-ATTACK_ORDER = ("random", "critic", "mad", "rs", "sa_rl", "pa_ad")
+ATTACK_ORDER = tuple(a for a in get_suite().attacks if a != "none")  # the suite's order, as on every board
 README_START, README_END = "<!-- board:hopper:start -->", "<!-- board:hopper:end -->"
 
 
@@ -154,21 +156,35 @@ def _paper_cell(p: dict | None) -> str:
     return f"{p['natural_mean']:.0f} / {p['worst_mean']:.0f} ({p['worst_attack']})" if p else "—"
 
 
+def _worst(r: dict) -> str:
+    if r.get("worst_mean") is None:
+        return "—"
+    return f"**{r['worst_mean']:.0f}** ({r.get('worst_member') or r['worst_attack']})"
+
+
+def _best_known(r: dict) -> str:
+    best, worst = r.get("best_known_mean"), r.get("worst_mean")
+    if best is None:
+        return "—"
+    return "= worst" if worst is not None and best >= worst else f"{best:.0f} ({r['best_known_attack']})"
+
+
 def compact_table(env: str) -> str:
     """Our rows beside the paper's, one line each (from reports/<env>/leaderboard.json)."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
     ours = [r for r in rows if r["source"] == OURS_LABEL]
     paper = {r["method"]: r for r in rows if r["source"] == PAPER_LABEL}
     attacks = [a for a in ATTACK_ORDER if any(f"{a}_mean" in r for r in ours)]
-    head = ["#", "agent", "natural", *attacks, "worst", "certified dev. (CROWN mean)", "paper: natural / worst"]
+    head = ["#", "agent", "natural", *attacks, "worst", "best known", "certified dev. (CROWN mean)",
+            "paper: natural / worst"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     for r in ours:
         p = paper.get(r["method"])
         cert = r.get("certified_mean_dev")
         out.append("| " + " | ".join([
-            str(r["rank"]), f"`{r['agent']}`", _num(r, "none"), *(_num(r, a) for a in attacks),
-            f"**{r['worst_mean']:.0f}** ({r['worst_attack']})" if r.get("worst_mean") is not None else "—",
+            "—" if r["rank"] is None else str(r["rank"]), f"`{r['agent']}`", _num(r, "none"),
+            *(_num(r, a) for a in attacks), _worst(r), _best_known(r),
             "—" if cert is None else f"{cert:.3g}", _paper_cell(p)]) + " |")
     return "\n".join(out)
 
@@ -178,7 +194,7 @@ def method_table(env: str) -> str:
     every attack's mean, the seed count and the IQM worst case over seeds, beside the paper's row.
     Read from reports/<env>/leaderboard.json; ordered by the median agent's worst case."""
     rows = json.loads((REPO / "reports" / env / "leaderboard.json").read_text())
-    ours = [r for r in rows if r["source"] == OURS_LABEL and r.get("method_aggregate")]
+    ours = [r for r in rows if r["source"] == OURS_LABEL and r.get("method_aggregate") and r["rank"] is not None]
     paper = {r["method"]: r for r in rows if r["source"] == PAPER_LABEL}
     medians = [r for r in ours if r["agent"] == r["method_aggregate"]["median_agent"]]
     medians.sort(key=lambda r: (-r["worst_mean"], r["method"], r["preset"]))
@@ -193,7 +209,7 @@ def method_table(env: str) -> str:
         cert = r.get("certified_mean_dev")
         out.append("| " + " | ".join([
             str(i), f"`{r['method']}`", f"{len(agg['seeds'])} (seed {r['seed']})", _num(r, "none"),
-            *(_num(r, a) for a in attacks), f"**{r['worst_mean']:.0f}** ({r['worst_attack']})",
+            *(_num(r, a) for a in attacks), _worst(r),
             f"{iqm['estimate']:.0f} [{iqm['low']:.0f}, {iqm['high']:.0f}]" if len(agg["seeds"]) > 1 else "—",
             "—" if cert is None else f"{cert:.3g}",
             _paper_cell(p)]) + " |")

@@ -98,7 +98,9 @@ def apgd_ascent(
     fewer than `rho` of the steps since the last checkpoint improved that row, or when neither the
     step nor the best value changed since then; a halving restarts the row from its best point.
     Momentum 0.75 as in APGD. Each restart starts uniformly in the ball; the best point over every
-    iterate of every restart is returned (so more steps or restarts can never give a worse point).
+    iterate of every restart is returned, so more restarts can never give a worse point. More steps
+    are better on average but not per row: the checkpoints are fractions of `steps`, so a longer run
+    follows another trajectory.
     The objective must be per row (row i depends only on input row i), as a policy or value net is.
     """
     clean = clean.detach()

@@ -1,4 +1,4 @@
-"""The PPO core shared by every trainer (../shared/spec/ppo.md), with one extension point.
+"""The PPO core shared by every trainer (docs/ppo.md), with one extension point.
 
 Read top to bottom: `PPOConfig` (every hyperparameter, one docstring each), `Objective` (what a
 robust trainer may change), then `PPOCore`: `collect()` → `compute_gae()` → `update()`.
@@ -461,7 +461,7 @@ class PPOCore:
         """
         self.wall_s, self._started = 0.0, None
         if self.resume is not None:
-            state = self.resume.load()
+            state = self.resume.load(like=self.state)
             if state is not None:
                 self.load_state(state)
                 self.resume.resumed_from = self.iteration
