@@ -237,7 +237,7 @@ class PPOAdversaryAttack(LearnedAttack):
 
     @classmethod
     def preset_budgets(cls) -> dict[str, str]:
-        return {name: f"{len(p.members)} adversaries × {p.iterations} it ({p.iterations * 2048 // 1000}k steps each"
+        return {name: f"{len(p.members)} adversar{'y' if len(p.members) == 1 else 'ies'} × {p.iterations} it ({p.iterations * 2048 // 1000}k steps each"
                       + ("; ant/humanoid ×5)" if name != "smoke" else ")") for name, p in cls.PRESETS.items()}
 
     @classmethod

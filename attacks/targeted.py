@@ -108,6 +108,7 @@ class _Screen:
 
 @register_attack("targeted")
 class TargetedAttack(LearnedAttack):
+    fit_independent = ("rank",)
     description = ("APGD pushing μ(ŝ) along an action direction (axes, corners, ±sign μ); candidates screened "
                    "on held-out episodes, the strongest `top` each a member")
 

@@ -158,6 +158,9 @@ class LearnedAttack(Attack):
     """
 
     needs_fit: ClassVar[bool] = True
+    fit_independent: ClassVar[tuple[str, ...]] = ()
+    """Parameters that select a scan member without changing the fit (e.g. `targeted`'s rank, all
+    ranks sharing one screening): the grid makes one fit job for all members that differ only in them."""
 
     @classmethod
     def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:

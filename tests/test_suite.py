@@ -524,3 +524,18 @@ def test_targeted_screening_ranks_the_planted_weakness_first():
     result = evaluate(agent, attack, Protocol(eps=EPS, episodes=1, base_seed=2_000_000))
     assert result.returns[0] == pytest.approx(scores[stats["chosen"][0]], abs=0.01)
     assert attack.member_label() == f"axis {PLANTED_AXIS}− (rank 0)"
+
+
+def test_the_suite_makes_one_screening_fit_per_agent_for_all_targeted_ranks():
+    """targeted's ranks share one screening: one fit job, three evaluations that all wait on it."""
+    from robbench.grid import attack_jobs
+
+    suite = get_suite()
+    jobs = attack_jobs({"hopper/ppo/paper/0": (), "hopper/ppo/paper/1": ()}, ["targeted", "rs"],
+                       {"rs": suite.params("rs")}, 50, None)
+    fits = [j for j in jobs if j.kind == "fit" and j.spec["attack"] == "targeted"]
+    evals = [j for j in jobs if j.kind == "evaluate" and j.spec["attack"] == "targeted"]
+    assert len(fits) == 2 and len(evals) == 6
+    by_agent = {j.spec["agent_id"]: j.key for j in fits}
+    assert all(e.deps == (by_agent[e.spec["agent_id"]],) for e in evals)
+    assert len([j for j in jobs if j.kind == "fit" and j.spec["attack"] == "rs"]) == 8  # rs members: own fits
