@@ -18,24 +18,12 @@ from robbench import provenance, resume
 from robbench.checkpoint import atomic_save_tensors, file_sha256, read_tensors
 from robbench.errors import RobbenchError
 from robbench.resume import ResumePoint
-from robbench.store import AgentRecord, ResultsStore, canonical_json, now
+from robbench.store import ARTIFACT_SCHEMA, AgentRecord, ResultsStore, canonical_json, now
 from robbench.threat import LearnedAttack, Victim
 
 FORMAT = "robbench-attack/1"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS attack_artifacts (
-    artifact_key  TEXT PRIMARY KEY,
-    agent_id      TEXT NOT NULL,
-    agent_sha256  TEXT NOT NULL,
-    attack        TEXT NOT NULL,
-    fit_config    TEXT NOT NULL,  -- JSON
-    path          TEXT NOT NULL,  -- relative to the home
-    sha256        TEXT NOT NULL,
-    meta          TEXT NOT NULL,  -- JSON: fit statistics, wall time, code version
-    created       TEXT NOT NULL
-);
-"""
+SCHEMA = ARTIFACT_SCHEMA  # the attack_artifacts table (defined in store.py, which checks every table's columns)
 
 
 def artifact_key(record: AgentRecord, attack: LearnedAttack) -> str:
@@ -49,7 +37,7 @@ def ensure_fitted(
     progress=None,
 ) -> dict[str, Any]:
     """Load the attack's artifact for this victim, or fit and store it. Returns the artifact meta."""
-    store.conn.executescript(SCHEMA)
+    store.ensure_table(SCHEMA)
     key = artifact_key(record, attack)
     row = store.conn.execute("SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (key,)).fetchone()
     if row is not None:
@@ -91,7 +79,7 @@ def ensure_fitted(
 
 def artifact_exists(store: ResultsStore, record: AgentRecord, attack: LearnedAttack) -> bool:
     """Whether a fitted artifact for this victim and fit config is stored (and its file intact)."""
-    store.conn.executescript(SCHEMA)
+    store.ensure_table(SCHEMA)
     row = store.conn.execute(
         "SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (artifact_key(record, attack),)
     ).fetchone()

@@ -504,10 +504,15 @@ def merge(
     with _open_store(home, must_exist=False) as store:
         for src in sources:
             rep = merge_home(store, Path(src))
+            n = len(rep.conflicts)
             console.print(f"{src}: {rep.agents} agents, {rep.artifacts} fitted attacks, {rep.cells} cells, "
-                          f"{rep.certificates} certificates merged", soft_wrap=True, highlight=False)
+                          f"{rep.certificates} certificates merged"
+                          + (f"; {n} conflict{'s' if n != 1 else ''} (left out or kept ours):" if n else ""),
+                          soft_wrap=True, highlight=False, markup=False)
             for line in rep.conflicts:
-                console.print(f"  conflict: {line}", soft_wrap=True, highlight=False)
+                console.print(f"  conflict: {line}", soft_wrap=True, highlight=False, markup=False)
+            for line in rep.notes:
+                console.print(f"  same agent: {line}", soft_wrap=True, highlight=False, markup=False)
 
 
 # ----------------------------------------------------------------------------------------------- zoo

@@ -396,6 +396,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 
 
+def ensure_jobs_table(store: ResultsStore) -> None:
+    """Create the jobs table if missing, in one transaction: a full disk is one line, never a traceback."""
+    store.ensure_table(JOBS_SCHEMA)
+
+
 def record_outcome(store: ResultsStore, outcome: Outcome, executor: str, extra: dict | None = None) -> None:
     status = "done" if outcome.status in ("done", "cached") else outcome.status
     info = {"summary": outcome.summary, "wall_s": round(outcome.wall_s, 3), "executor": executor, **(extra or {})}
@@ -430,7 +435,7 @@ def run_jobs(
             on_outcome(outcome)
 
     with ResultsStore(home) as store:
-        store.conn.executescript(JOBS_SCHEMA)
+        ensure_jobs_table(store)
         try:
             while pending or executor.busy:
                 progressed = True

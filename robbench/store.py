@@ -11,11 +11,17 @@ A *cell* is one (agent, attack config, protocol) evaluation. Its key is a hash o
 checkpoint hash, the attack's name and parameters, and the protocol (ε, episodes, seeds, ...), so
 re-running a finished cell is a no-op unless forced. A cell and all its per-episode rows are written
 in one transaction: a process killed at any moment leaves either the whole cell or nothing.
+
+A home's database is treated as input that may be damaged or hand-edited (homes are exchanged with
+`robbench merge`): opening one checks it is a robbench store (an empty or foreign database, or a table
+missing columns, is a one-line error), and every row read back is checked against its column types
+and JSON shape (`row_dict`), so a bad row is one line naming its table and key, never a traceback.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import math
@@ -94,13 +100,184 @@ CREATE TABLE IF NOT EXISTS certificates (
 );
 """
 
+# Fitted learned attacks (robbench/artifacts.py), created when the first one is stored.
+ARTIFACT_SCHEMA = """
+CREATE TABLE IF NOT EXISTS attack_artifacts (
+    artifact_key  TEXT PRIMARY KEY,
+    agent_id      TEXT NOT NULL,
+    agent_sha256  TEXT NOT NULL,
+    attack        TEXT NOT NULL,
+    fit_config    TEXT NOT NULL,  -- JSON
+    path          TEXT NOT NULL,  -- relative to the home
+    sha256        TEXT NOT NULL,
+    meta          TEXT NOT NULL,  -- JSON: fit statistics, wall time, code version
+    created       TEXT NOT NULL
+);
+"""
+
 
 def resolve_home(home: str | os.PathLike | None, must_exist: bool = False) -> Path:
     """`--home`, else `$ROBBENCH_HOME`, else `./robbench-results`."""
     path = Path(home or os.environ.get("ROBBENCH_HOME") or DEFAULT_HOME).expanduser()
     if must_exist and not (path / DB_NAME).is_file():
         raise RobbenchError(f"results home {str(path)!r} does not exist or holds no results (train an agent first)")
+    if must_exist and _empty_file(path / DB_NAME):
+        raise _empty_database(path)
     return path
+
+
+def _empty_file(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False
+
+
+def _empty_database(home: Path) -> RobbenchError:
+    return RobbenchError(f"results home {str(home)!r} is damaged: its database {DB_NAME} is empty (0 bytes), not a "
+                         "robbench results store; restore it from a backup or pass another --home")
+
+
+# ------------------------------------------------------------------------------ schema and rows
+#: Columns holding JSON objects (parsed by `row_dict`).
+JSON_COLUMNS = {
+    "agents": ("meta",), "cells": ("attack_config", "protocol", "info"), "certificates": ("info",),
+    "attack_artifacts": ("fit_config", "meta"),
+}
+#: The columns that name a row in error messages.
+ROW_KEYS = {
+    "agents": ("agent_id",), "cells": ("cell_key",), "episodes": ("cell_key", "idx"),
+    "certificates": ("agent_id", "method", "eps", "states", "threshold"), "attack_artifacts": ("artifact_key",),
+}
+#: Tables every robbench store has (the rest of SCHEMA, and other modules' tables, are created on demand).
+REQUIRED_TABLES = ("agents", "cells", "episodes")
+
+
+@functools.cache
+def schema_columns(schema: str = SCHEMA) -> dict[str, dict[str, str]]:
+    """`{table: {column: declared type}}` of a `CREATE TABLE` script, in column order."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(schema)
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {t: {r[1]: r[2].upper() for r in conn.execute(f'PRAGMA table_info("{t}")')} for t in tables}
+    finally:
+        conn.close()
+
+
+def _all_columns() -> dict[str, dict[str, str]]:
+    return {**schema_columns(SCHEMA), **schema_columns(ARTIFACT_SCHEMA)}
+
+
+def check_schema(conn: sqlite3.Connection, where: str, tables: tuple[str, ...] | None = None,
+                 required: tuple[str, ...] = REQUIRED_TABLES) -> set[str]:
+    """Check that `conn` holds a robbench store: every `required` table, and every present table of
+    `tables` (default: every robbench table) with all its columns. Returns the tables present.
+
+    Raises a one-line RobbenchError (`where` names the database) otherwise; a sqlite error while
+    reading the schema (garbage bytes, a damaged file) propagates for the caller to word."""
+    expected = _all_columns()
+    found = {name: kind for name, kind in conn.execute("SELECT name, type FROM sqlite_master")}
+    if not any(t in found for t in expected):
+        what = "an empty database" if not found else "a database without robbench tables"
+        raise RobbenchError(f"{where} is not a robbench results store ({what})")
+    for table in tables or tuple(expected):
+        if table not in found:
+            if table in required:
+                raise RobbenchError(f"{where} is not a robbench results store (no table {table!r})")
+            continue
+        if found[table] != "table":
+            raise RobbenchError(f"{where} is not a robbench results store ({table!r} is a {found[table]}, not a table)")
+        have = {r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')}
+        missing = [c for c in expected[table] if c not in have]
+        if missing:
+            raise RobbenchError(f"{where} is not a robbench results store (table {table!r} lacks column"
+                                f"{'s' if len(missing) > 1 else ''} {', '.join(missing)})")
+    return {t for t in found if found[t] == "table"}
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def row_name(table: str, row: Any) -> str:
+    """`cell_key='3f0c…'`: the key columns of a row, for error messages."""
+    keys = ROW_KEYS.get(table, ())
+    try:
+        parts = [f"{k}={_shown(row[k], 30)}" for k in keys]
+    except (IndexError, KeyError):
+        parts = []
+    return ", ".join(parts) or "?"
+
+
+def row_dict(table: str, row: Any, where: str) -> dict[str, Any]:
+    """A row of a robbench table as a dict, JSON columns parsed, after checking every column's type.
+
+    A hand-edited or damaged row (text in a number column, invalid JSON, a cell's protocol that is not
+    a protocol, an agent path outside the home) raises one line naming `where`, the table, the row's
+    key and the column."""
+    columns = _all_columns()[table]
+    d = dict(row)
+    name = row_name(table, d)
+
+    def bad(column: str, problem: str) -> RobbenchError:
+        return RobbenchError(f"{where}: table {table}, row {name}: column {column!r} {problem}; "
+                             "fix or delete that row")
+
+    for column, kind in columns.items():
+        if column not in d:
+            raise bad(column, "is missing")
+        value = d[column]
+        if value is None:
+            raise bad(column, "is NULL")
+        if kind == "TEXT" and not isinstance(value, str):
+            raise bad(column, f"holds {type(value).__name__} {_shown(value)}, expected text")
+        if kind == "INTEGER" and (not isinstance(value, int) or isinstance(value, bool)):
+            raise bad(column, f"holds {type(value).__name__} {_shown(value)}, expected an integer")
+        if kind == "REAL" and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise bad(column, f"holds {type(value).__name__} {_shown(value)}, expected a number")
+    for column in JSON_COLUMNS.get(table, ()):
+        try:
+            value = json.loads(d[column])
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise bad(column, f"is not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+        if not isinstance(value, dict):
+            raise bad(column, f"is JSON {type(value).__name__}, expected a JSON object")
+        d[column] = value
+    if table == "cells":
+        problem = _protocol_problem(d["protocol"])
+        if problem:
+            raise bad("protocol", problem)
+    if table in ("agents", "attack_artifacts"):
+        rel = Path(d["path"])
+        if not d["path"] or rel.is_absolute() or ".." in rel.parts or "\0" in d["path"]:
+            raise bad("path", f"{_shown(d['path'])} is not a path inside the home")
+    return d
+
+
+def _protocol_problem(proto: dict[str, Any]) -> str | None:
+    """Why a cell's protocol is not an evaluation protocol (robbench.evaluate.Protocol), or None."""
+    from dataclasses import fields
+
+    from robbench.evaluate import Protocol
+
+    kinds = {f.name: str(f.type) for f in fields(Protocol)}
+    unknown_keys = sorted(set(proto) - set(kinds))
+    if unknown_keys:
+        return f"has unknown key{'s' if len(unknown_keys) > 1 else ''} {', '.join(unknown_keys)}"
+    for key, kind in kinds.items():
+        if key not in proto:
+            return f"lacks {key!r}"
+        v = proto[key]
+        ok = {"bool": isinstance(v, bool), "int": isinstance(v, int) and not isinstance(v, bool),
+              "float": isinstance(v, (int, float)) and not isinstance(v, bool)}.get(kind, True)
+        if not ok:
+            return f"has {key}={_shown(v)}, expected {_KIND_WORDS.get(kind, kind)}"
+    return None
+
+
+_KIND_WORDS = {"float": "a number", "int": "an integer", "bool": "true or false"}
 
 
 def canonical_json(obj: Any) -> str:
@@ -151,16 +328,36 @@ class ResultsStore:
         """`readonly=True` (reports, listings) only reads, so it also works on a home it cannot write."""
         self.home = Path(home)
         self.readonly = readonly
+        db = self.home / DB_NAME
+        where = f"the database of results home {str(self.home)!r}"
         try:
+            # A zero-length database is an index lost (truncated, a failed copy): never re-initialise it over
+            # the checkpoints it indexed. Alone in its directory it may be a home another process creates now.
+            if _empty_file(db) and (readonly or any(p.name not in _DB_FILES for p in self.home.iterdir())):
+                raise _empty_database(self.home)
             if readonly:
-                self.conn = _connect_readonly(self.home / DB_NAME)
+                self.conn = _connect_readonly(db)
+                try:
+                    check_schema(self.conn, where)
+                except BaseException:
+                    self.conn.close()
+                    raise
             else:
                 self.home.mkdir(parents=True, exist_ok=True)
-                self.conn = sqlite3.connect(self.home / DB_NAME, timeout=60.0, isolation_level=None)
-                self.conn.execute("PRAGMA journal_mode=WAL")
-                self.conn.execute("PRAGMA synchronous=FULL")
-                self.conn.execute("PRAGMA foreign_keys=ON")
-                self.conn.executescript(SCHEMA)
+                self.conn = sqlite3.connect(db, timeout=60.0, isolation_level=None)
+                try:
+                    self.conn.execute("PRAGMA journal_mode=WAL")
+                    self.conn.execute("PRAGMA synchronous=FULL")
+                    self.conn.execute("PRAGMA foreign_keys=ON")
+                    tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master")}
+                    if tables and "agents" not in tables:  # never add robbench tables to another program's database
+                        raise RobbenchError(f"{where} is not a robbench results store (a database without "
+                                            "robbench tables)")
+                    self.conn.executescript(SCHEMA)
+                    check_schema(self.conn, where)
+                except BaseException:
+                    self.conn.close()
+                    raise
         except (OSError, sqlite3.Error) as exc:
             reason = " ".join(str(exc).split())
             if not readonly and (getattr(exc, "sqlite_errorcode", 0) & 0xFF == 8
@@ -227,10 +424,11 @@ class ResultsStore:
         return load_agent_file(rec.path, expected_env=rec.env)
 
     def _agent(self, row: sqlite3.Row) -> AgentRecord:
+        row = self._row("agents", row)
         return AgentRecord(
             agent_id=row["agent_id"], method=row["method"], env=row["env"], seed=row["seed"],
             preset=row["preset"], budget=row["budget"], steps=row["steps"], path=self.home / row["path"],
-            sha256=row["sha256"], meta=json.loads(row["meta"]),
+            sha256=row["sha256"], meta=row["meta"],
         )
 
     # ------------------------------------------------------------------------------------- cells
@@ -258,17 +456,11 @@ class ResultsStore:
 
     def cells(self) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM cells ORDER BY env, agent_id, attack").fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            for k in ("attack_config", "protocol", "info"):
-                d[k] = json.loads(d[k])
-            out.append(d)
-        return out
+        return [self._row("cells", r) for r in rows]
 
     def episodes(self, key: str) -> list[dict[str, Any]]:
         rows = self.conn.execute("SELECT * FROM episodes WHERE cell_key = ? ORDER BY idx", (key,)).fetchall()
-        return [dict(r) for r in rows]
+        return [self._row("episodes", r) for r in rows]
 
     # ------------------------------------------------------------------------------ certificates
     CERTIFICATE_FIELDS = (
@@ -301,14 +493,31 @@ class ResultsStore:
         rows = self.conn.execute(
             "SELECT * FROM certificates ORDER BY agent_id, method, eps, states, threshold"
         ).fetchall()
-        out = []
-        for r in rows:
-            d = dict(r)
-            d["info"] = json.loads(d["info"])
-            out.append(d)
-        return out
+        return [self._row("certificates", r) for r in rows]
 
     # -------------------------------------------------------------------------------- internals
+    def ensure_table(self, schema: str) -> None:
+        """Create the tables of a `CREATE TABLE IF NOT EXISTS` script that are missing, in one transaction.
+
+        A full disk or a read-only home is then a one-line RobbenchError and never half a schema;
+        when every table exists nothing is written (so this also works on a read-only store)."""
+        wanted = schema_columns(schema)
+        have = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if set(wanted) <= have:
+            return
+        statements, buf = [], ""
+        for line in schema.splitlines(keepends=True):
+            buf += line
+            if sqlite3.complete_statement(buf):
+                statements.append(buf)
+                buf = ""
+        with self._tx():
+            for statement in statements:
+                self.conn.execute(statement)
+
+    def _row(self, table: str, row: sqlite3.Row) -> dict[str, Any]:
+        return row_dict(table, row, f"results database {str(self.home / DB_NAME)!r}")
+
     def _tx(self):
         return _Transaction(self.conn, self.home / DB_NAME)
 
@@ -350,6 +559,9 @@ def _db_reason(err: sqlite3.Error, path: Path) -> str:
     if getattr(err, "sqlite_errorcode", 0) & 0xFF in (8, 10, 13):  # SQLITE_READONLY, SQLITE_IOERR, SQLITE_FULL
         return str(io_error(err, path))
     return " ".join(str(err).split())
+
+
+_DB_FILES = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal"}
 
 
 def _connect_readonly(db: Path) -> sqlite3.Connection:
