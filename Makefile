@@ -1,5 +1,5 @@
 # Two commands on a fresh machine with only Python 3.10+ (and make):
-#   make demo   set up .venv, then train → attack → report on the embedded default (a few minutes)
+#   make demo   set up .venv, then train → attack → report on the embedded default (minutes: see README)
 #   make test   set up .venv, then run the test suite (what CI runs, via .ci/run)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -24,6 +24,9 @@ $(VENV)/.robbench-setup: pyproject.toml
 demo: setup
 	$(BIN)/robbench demo --home $(HOME_DIR)
 
+# The default suite (what CI runs; under 10 minutes on 2 cores) and the tests marked `slow` (minutes
+# each: whole-grid checks over every executor, kill -9 then resume, merge, the zoo re-evaluation).
+# Both list their 15 slowest tests (--durations=15, pyproject.toml).
 test: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -1,7 +1,7 @@
 """Environment registry: the protocol's environments, their ε and their paper budgets.
 
-Values come from ../shared/spec/protocol.md and ../shared/spec/ppo.md (the SA_PPO/ATLA reference
-configs). ε lives in the *normalised* observation space (protocol.md, "Threat model").
+Values come from docs/protocol.md and docs/ppo.md (the SA_PPO/ATLA reference configs). ε lives in
+the *normalised* observation space (docs/protocol.md, "Environments and threat model").
 """
 
 from __future__ import annotations

@@ -38,6 +38,10 @@ GRID_KEYS = {
 }
 
 
+MAX_JOBS = 100_000  # jobs one command may plan (seeds, and a grid's train + fit + evaluate + certify jobs)
+MAX_DEPTH = 32  # nesting levels a grid file may have (grids need 3: attack_params.<attack>.<setting>)
+
+
 def parse_seeds(value: Any, what: str = "seeds") -> list[int]:
     """`3`, `[0, 1, 5]`, `"0-16"` or `"0,2,5-7"` → sorted unique seeds ≥ 0."""
     if isinstance(value, bool):
@@ -50,22 +54,46 @@ def parse_seeds(value: Any, what: str = "seeds") -> list[int]:
         items = [p.strip() for p in value.split(",") if p.strip()]
     else:
         raise RobbenchError(f"{what} must be seeds like 0, [0, 1] or '0-16', got {value!r}")
-    seeds: set[int] = set()
+    if len(items) > MAX_JOBS:
+        raise too_many_jobs(f"{what}: {len(items)} entries")
+    ranges: list[tuple[int, int]] = []  # kept as ranges: "0-100000000" is counted, never materialised
     for item in items:
         if isinstance(item, int) and not isinstance(item, bool):
             lo = hi = item
         elif isinstance(item, str) and item.replace("-", "", 1).isdigit():
             lo_s, _, hi_s = item.partition("-")
-            lo, hi = int(lo_s), int(hi_s or lo_s)
+            try:
+                lo, hi = int(lo_s), int(hi_s or lo_s)
+            except ValueError:  # more digits than Python converts
+                raise RobbenchError(f"{what}: {_short(item)} is not a usable seed range") from None
         else:
-            raise RobbenchError(f"{what}: cannot read {item!r} (use 0, [0, 1] or '0-16')")
+            raise RobbenchError(f"{what}: cannot read {_short(item)} (use 0, [0, 1] or '0-16')")
         if lo < 0 or hi < lo:
-            raise RobbenchError(f"{what}: bad range {item!r} (seeds are ≥ 0, low-high with low ≤ high)")
+            raise RobbenchError(f"{what}: bad range {_short(item)} (seeds are ≥ 0, low-high with low ≤ high)")
         validate_seed(hi, what)
-        seeds.update(range(lo, hi + 1))
-    if not seeds:
+        ranges.append((lo, hi))
+    merged: list[list[int]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    count = sum(hi - lo + 1 for lo, hi in merged)
+    if count > MAX_JOBS:
+        raise too_many_jobs(f"{what}: {_short(value)} is {count} seeds")
+    if not count:
         raise RobbenchError(f"{what} is empty")
-    return sorted(seeds)
+    return [s for lo, hi in merged for s in range(lo, hi + 1)]
+
+
+def too_many_jobs(what: str) -> RobbenchError:
+    return RobbenchError(f"{what}; at most {MAX_JOBS} jobs per command (split the work over several runs or "
+                         "grid files)")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -96,6 +124,14 @@ def load_grid(path: str | Path) -> Grid:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise RobbenchError(f"cannot read grid file {str(path)!r}: {exc}") from None
+    try:
+        raw = _decode(text, path)
+    except RecursionError:  # e.g. arrays nested 10000 deep: the parser gives up, one line here
+        raise RobbenchError(f"{path.name}: nested too deeply; a grid has at most {MAX_DEPTH} levels") from None
+    return parse_grid(raw, path.name)
+
+
+def _decode(text: str, path: Path) -> Any:
     suffix = path.suffix.lower()
     if suffix == ".toml":
         try:
@@ -113,16 +149,53 @@ def load_grid(path: str | Path) -> Grid:
             raise RobbenchError(f"{path.name}: invalid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
     else:
         raise RobbenchError(f"grid file {path.name!r} must end in .toml, .yaml or .yml")
-    return parse_grid(raw, path.name)
+    return raw
 
 
 def parse_grid(raw: Any, name: str = "grid") -> Grid:
     """Validate a parsed grid; every error is one line starting with the file's name."""
     try:
+        if _depth(raw) > MAX_DEPTH:
+            raise RobbenchError(f"{name}: nested too deeply; a grid has at most {MAX_DEPTH} levels")
         return _parse_grid(raw, name)
     except RobbenchError as exc:
         text = str(exc)
         raise RobbenchError(text if text.startswith(f"{name}: ") else f"{name}: {text}") from None
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of tables and lists, without recursion. YAML aliases share (or loop back to) a
+    node: each is walked again only when reached deeper, and a loop counts as too deep."""
+    deepest, stack, reached = 0, [(value, 1)], {}
+    while stack and deepest <= MAX_DEPTH:
+        item, level = stack.pop()
+        if not isinstance(item, (dict, list)) or reached.get(id(item), 0) >= level:
+            continue
+        reached[id(item)] = level
+        deepest = max(deepest, level)
+        stack.extend((v, level + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
+def count_jobs(grid: Grid) -> int:
+    """How many distinct jobs `grid_jobs` makes, counted without making them."""
+    from robbench.registry import get_attack
+    from robbench.store import canonical_json
+    from robbench.threat import LearnedAttack
+
+    per_agent = 1 if grid.certify else 0
+    for name in grid.attacks:
+        cls = get_attack(name)
+        if issubclass(cls, LearnedAttack):
+            base = dict(grid.attack_params.get(name) or {})
+            members = cls.scan_members(base)
+            independent = getattr(cls, "fit_independent", ())  # members differing only there share a fit
+            fits = {canonical_json({k: v for k, v in {**base, **m}.items() if k not in independent}) for m in members}
+            per_agent += len(members) + len(fits)  # one evaluation per member, one job per distinct fit
+        else:
+            per_agent += 1
+    trained = len(grid.envs) * len(grid.methods) * len(grid.seeds)
+    return trained + (trained + len(grid.agents)) * per_agent
 
 
 def _parse_grid(raw: Any, name: str) -> Grid:
@@ -205,6 +278,9 @@ def _parse_grid(raw: Any, name: str) -> Grid:
     grid.certify_threshold = validate_threshold(float(threshold))
     if not (grid.methods or grid.agents):
         raise RobbenchError(f"{name}: nothing to do (give envs and methods to train, or agents to attack)")
+    n_jobs = count_jobs(grid)
+    if n_jobs > MAX_JOBS:
+        raise too_many_jobs(f"{name}: this grid is {n_jobs} jobs")
     # Trainer settings and presets are checked now, not when a worker first meets them.
     from robbench.train import build_config
 
@@ -241,6 +317,7 @@ def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], para
     from robbench.threat import LearnedAttack
 
     jobs: list[Job] = []
+    fits: set[str] = set()
     for aid, deps in agent_deps.items():
         for name in attacks:
             cls = get_attack(name)
@@ -250,11 +327,15 @@ def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], para
             for member in members:
                 p = {**base, **member}
                 common = {"agent_id": aid, "attack": name, "params": p, "eps": eps}
-                tag = f"{aid} × {name}" + (f"[{member['member']}]" if "member" in member else "")
+                tag = f"{aid} × {name}" + "".join(f"[{k} {member[k]}]" for k in ("member", "rank") if k in member)
                 eval_deps = deps
                 if learned and fit:
-                    fit_job = Job.make("fit", common, f"fit {tag}", deps)
-                    jobs.append(fit_job)
+                    shared = {k: v for k, v in p.items() if k not in cls.fit_independent}
+                    fit_tag = f"{aid} × {name}" + (f"[member {shared['member']}]" if "member" in shared else "")
+                    fit_job = Job.make("fit", {**common, "params": shared}, f"fit {fit_tag}", deps)
+                    if fit_job.key not in fits:  # members sharing one fit (targeted's ranks): one job
+                        fits.add(fit_job.key)
+                        jobs.append(fit_job)
                     eval_deps = (fit_job.key,)
                 spec = {**common, "episodes": episodes, "fit": fit}
                 if force:

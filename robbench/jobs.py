@@ -228,20 +228,100 @@ class InlineExecutor(Executor):
         return len(self.queue)
 
 
-def _worker_init() -> None:
+def _watch_driver(driver_pid: int) -> None:
+    """Kill this worker the moment the driver process is gone (kill -9, the OOM killer, a lost session).
+
+    A forkserver worker's parent is the forkserver, not the driver, and every worker holds the pipe
+    that keeps the forkserver alive, so neither PR_SET_PDEATHSIG nor the forkserver notices a dead
+    driver: without this the workers would go on computing and writing cells, racing a re-run. A
+    thread blocks on a pidfd of the driver (readable when it exits; polled once a second where pidfds
+    are unavailable). When the last worker is gone the forkserver and the resource tracker exit too."""
+    import select
+    import signal
+    import threading
+
+    def die() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up to run: results are written atomically
+
+    try:
+        fd: int | None = os.pidfd_open(driver_pid)
+    except ProcessLookupError:
+        die()
+        return
+    except (AttributeError, OSError):  # no pidfd (old kernel, seccomp): poll
+        fd = None
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(driver_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(1.0)
+        die()
+
+    threading.Thread(target=watch, name="robbench-driver-watch", daemon=True).start()
+
+
+def _worker_init(driver_pid: int | None = None) -> None:
     """Pool worker set-up: one torch thread; die with the driver (no orphan keeps writing)."""
     import signal
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the pool
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked when the forkserver started
     try:
         import ctypes
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (the forkserver)
     except (OSError, AttributeError):
         pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C and stops the pool
+    if driver_pid is not None:
+        _watch_driver(driver_pid)
     import torch
 
     torch.set_num_threads(int(os.environ.get("ROBBENCH_THREADS", "1")))
+
+
+def _start_forkserver() -> None:
+    """Start the forkserver (and the resource tracker) with SIGINT ignored.
+
+    A terminal's Ctrl-C goes to the whole process group; the forkserver spends its first seconds
+    importing torch, and a KeyboardInterrupt there prints a long traceback. A process started with
+    SIGINT ignored keeps it ignored (Python installs no KeyboardInterrupt handler), and so do the
+    workers it forks: the driver alone handles Ctrl-C, and stops them."""
+    import signal
+    import threading
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        forkserver.ensure_running()
+        return
+    # Blocked as well as ignored: a Ctrl-C in this instant stays pending and reaches the driver after.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()  # spawns it and returns; the preload runs in the new process
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+
+def _kill_forkserver() -> None:
+    """SIGKILL this process's forkserver (a worker it is forking now would otherwise start orphaned)."""
+    import signal
+    from multiprocessing import forkserver
+
+    pid = getattr(getattr(forkserver, "_forkserver", None), "_forkserver_pid", None)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
 
 
 class LocalExecutor(Executor):
@@ -260,7 +340,9 @@ class LocalExecutor(Executor):
 
         ctx = mp.get_context("forkserver")
         ctx.set_forkserver_preload(["torch", "robbench.jobs"])
-        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init)
+        _start_forkserver()
+        self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx, initializer=_worker_init,
+                                        initargs=(os.getpid(),))
 
     def submit(self, home: str, job: Job) -> None:
         self.futures[self.pool.submit(run_job, home, job.kind, job.spec)] = job
@@ -295,8 +377,9 @@ class LocalExecutor(Executor):
         self.pool.shutdown(wait=False, cancel_futures=True)
 
     def abort(self) -> None:
-        for proc in list(getattr(self.pool, "_processes", {}).values()):
+        for proc in list((getattr(self.pool, "_processes", None) or {}).values()):
             proc.kill()  # a job killed mid-way resumes from its snapshot next time
+        _kill_forkserver()  # and any worker it is forking right now dies with it (PDEATHSIG)
         self.shutdown()
 
 

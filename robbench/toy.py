@@ -1,8 +1,9 @@
 """The two-state toy ISA-MDP of the BARPO paper: exact landscape analysis of SPO, ARPO and BARPO.
 
 Everything here is exact tabular float64 arithmetic (numpy only; matplotlib's Agg canvas for the
-figure). References are to the paper (../shared/reference/barpo-paper.txt) and to
-../shared/spec/toy.md:
+figure). References are to the paper (Li et al., "On the Tension Between Optimality and Adversarial
+Robustness in Policy Optimization", ICLR 2026) and to
+docs/toy.md:
 
 * the MDP itself, the value formulas (26)-(31), the ordering (32), the threshold β̃ of (33)-(34),
   the robust region Θ_Robust and its cut point: Appendix D, Proposition D.1 (= Props 3.1 / 3.2);

@@ -9,7 +9,6 @@ and minima of each output) may fall outside [lb, ub]. Tightness is checked on a 
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -220,7 +219,7 @@ def test_import_leaves_logging_and_warnings_alone():
     )
     root = Path(__file__).resolve().parents[1]
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,
-                       timeout=120, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+                       timeout=600, env={**__import__("os").environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0, r.stderr[-2000:]
     assert "DeprecationWarning" not in r.stderr, r.stderr[-2000:]
 
@@ -477,27 +476,3 @@ def test_bad_arguments():
         lc.bounds(bm, x, -0.1, "ibp")
     with pytest.raises(ValueError):
         lc.bounds(bm, x, torch.full((3,), 0.1), "ibp")
-
-
-# ------------------------------------------------------------------------------------------
-# timing (printed, not asserted)
-# ------------------------------------------------------------------------------------------
-
-
-def test_time_per_1000_states(capsys):
-    model = tanh_mlp(**MODELS["small"])
-    bm = lc.bounded_module(model, torch.zeros(1, OBS))
-    x = _states(1000, 2)
-    lines = []
-    for method in lc.METHODS:
-        lc.bounds(bm, x[:10], 0.075, method)  # warm-up
-        reps = 5 if method != "crown" else 2
-        with torch.no_grad():
-            t = time.perf_counter()
-            for _ in range(reps):
-                lc.bounds(bm, x, 0.075, method)
-            dt = (time.perf_counter() - t) / reps
-        lines.append(f"{method}: {dt * 1e3:.1f} ms / 1000 states")
-    with capsys.disabled():
-        print(f"\n[lirpa timing, 11-64-64-3 tanh MLP, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads] " + "; ".join(lines))

@@ -56,7 +56,6 @@ WRITER = textwrap.dedent(
     home = sys.argv[1]
     with ResultsStore(home) as st:
         i = 0
-        print("ready", flush=True)
         while True:
             n = 200
             cell = {
@@ -67,6 +66,8 @@ WRITER = textwrap.dedent(
             }
             st.write_cell(cell, [(j, j, float(j), 1) for j in range(n)])
             i += 1
+            if i == 1:  # one whole cell is stored before any kill, however loaded the machine
+                print("ready", flush=True)
     """
 )
 
