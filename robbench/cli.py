@@ -28,7 +28,7 @@ from typing import Optional
 import typer
 from rich import box
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Column, Table
 
 from robbench.errors import RobbenchError, unknown
@@ -77,7 +77,7 @@ def cli_errors(fn):
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), TimeRemainingColumn(), console=console, transient=False,
     )
 
@@ -117,9 +117,15 @@ def _execute(jobs, home: Path, workers, backend: str, address, title: str) -> li
     """Run jobs through an executor with a progress bar over jobs; a failure summary at the end."""
     from robbench.jobs import make_executor, run_jobs
 
+    from robbench.cost import estimate_seconds
+
     runnable = len(jobs)
+    # The bar advances by each job's estimated cost (robbench/cost.py), so its ETA weighs a long
+    # adversary fit above a short evaluation; the count of jobs is shown beside it.
+    cost = {job.key: estimate_seconds(job.kind, job.spec) for job in jobs}
+    finished = [0]
     with _progress() as bar:
-        overall = bar.add_task(title, total=runnable, info="")
+        overall = bar.add_task(title, total=sum(cost.values()) or 1.0, info=f"0/{runnable} jobs")
         inner = {}
 
         def inline_progress(job):
@@ -143,7 +149,8 @@ def _execute(jobs, home: Path, workers, backend: str, address, title: str) -> li
                 mark = {"done": "[green]✓[/]", "failed": "[red]✗[/]", "skipped": "[yellow]–[/]"}[o.status]
                 # soft_wrap: one line per job even in a pipe or a log (the terminal wraps it, not rich)
                 bar.console.print(f"{mark} {o.job.label}: {text}", highlight=False, markup=True, soft_wrap=True)
-            bar.update(overall, advance=1, info=o.job.label)
+            finished[0] += 1
+            bar.update(overall, advance=cost.get(o.job.key, 0.0), info=f"{finished[0]}/{runnable} jobs · {o.job.label}")
 
         outcomes = run_jobs(jobs, home, executor, on_outcome)
     counts = {k: sum(o.status == k for o in outcomes) for k in ("done", "cached", "failed", "skipped")}
@@ -222,7 +229,8 @@ def train(
 def evaluate(
     agents: str = typer.Option("all", help="`all`, `zoo` (the shipped reference agents, imported into the home "
                                "first) or comma-separated agent ids."),
-    attacks: str = typer.Option("all", help="`all` or comma-separated attack names (see `robbench list attacks`)."),
+    attacks: str = typer.Option("all", help="`standard` (the versioned standard suite boards are ranked by), `all`, "
+                                "or comma-separated attack names (see `robbench list attacks`)."),
     episodes: int = typer.Option(50, help="Episodes per (agent, attack)."),
     eps: Optional[float] = typer.Option(None, help="Override the protocol ε (labelled non-standard)."),
     fit: bool = typer.Option(True, "--fit/--no-fit", help="Train learned attacks that have no stored artifact."),
@@ -246,14 +254,21 @@ def evaluate(
         raise RobbenchError(f"--eps must be a number ≥ 0, got {eps}")
     _check_executor(backend, workers, address)
     table = all_attacks()
+    suite_params: dict[str, dict] = {}
     if attacks == "all":
         names = list(table)
+    elif attacks.startswith("standard"):
+        from robbench.suite import get_suite
+
+        suite = get_suite(attacks)
+        names = suite.attacks
+        suite_params = {n: suite.params(n) for n in names}
     else:
         names = [n.strip() for n in attacks.split(",") if n.strip()]
         for n in names:
             if n not in table:
                 raise unknown("attack", n, table)
-    attack_params: dict[str, dict] = {}
+    attack_params: dict[str, dict] = {n: dict(p) for n, p in suite_params.items() if p}
     for key, value in _parse_params(param).items():
         name, _, setting = key.partition(".")
         if not setting or name not in table:
@@ -426,6 +441,15 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
             budgets = cls.preset_budgets() if hasattr(cls, "preset_budgets") else {}
             shown = "\n".join(f"{k}: {v}" for k, v in budgets.items()) or "—"
             t.add_row(name, "yes" if cls.needs_fit else "no", shown, json.dumps(cls.default_params()), cls.description)
+        out_console.print(t)
+        from robbench.suite import get_suite
+
+        suite = get_suite()
+        t = Table(Column("standard suite member", overflow="fold"), "cells per agent", "parameters",
+                  title=f"`--attacks standard` = {suite.id} (ranked boards use exactly these cells)")
+        counts = suite.cell_counts(1.0)
+        for name in suite.attacks:
+            t.add_row(name, str(counts[name]), json.dumps(suite.params(name)) if suite.params(name) else "defaults")
     else:
         with _open_store(home, must_exist=True, readonly=True) as store:
             t = Table(Column("agent id", overflow="fold", min_width=24), "method", "env", "seed", "preset", "steps",
