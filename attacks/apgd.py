@@ -13,6 +13,7 @@ random restarts (default 1).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from typing import Any
 
 import torch
@@ -34,8 +35,9 @@ class APGDAttack(Attack):
     def default_params(cls) -> dict[str, Any]:
         return {"steps": 20, "restarts": 1}
 
+    @abstractmethod
     def objective(self, victim: Victim, states: torch.Tensor):
-        raise NotImplementedError
+        """The per-state objective APGD maximises, as a function of the perturbed states."""
 
     def perturb(self, victim: Victim, states: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         return apgd_ascent(self.objective(victim, states), states, self.eps, gen, steps=self.steps,

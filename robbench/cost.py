@@ -52,6 +52,8 @@ def estimate_seconds(kind: str, spec: dict[str, Any]) -> float:
             if spec["attack"] == "targeted":
                 from robbench.attacks.targeted import candidate_targets
 
+                # the candidate count of a 6-dimensional action space (Walker2d, HalfCheetah): the
+                # spec names no env's action size; Hopper's 16 candidates make this an over-estimate
                 n = len(candidate_targets(6, attack.params["max_corners"], attack.params["seed"])[1])
                 return evaluation_seconds(n * attack.params["screen_episodes"], 1000, _gradient_steps(attack))
             rate = STEP_S["sarsa"] if spec["attack"] == "rs" else STEP_S["adversary"]
