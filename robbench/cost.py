@@ -9,7 +9,8 @@ measured budgets in reports/*/REPRODUCE.md and benchmarks/README.md:
 - PPO training: ~300 µs per environment step (a 2M-step paper agent: ~10 min);
 - a PPO-trained adversary (SA-RL, PA-AD): ~300 µs per step of its budget;
 - a robust-Sarsa Q network: ~650 µs per step of its rollouts (TD and bound updates);
-- `targeted`'s screening: an evaluation of (candidates × screen episodes) episodes;
+- `targeted`'s screening: an evaluation of (candidates × screen episodes) episodes; `ars_director`:
+  that screening, one evaluation batch of (2·directions + 1) × episodes per search step, and the check;
 - an evaluation: per batched step, ~60 µs per live episode for MuJoCo plus ~0.5 ms per gradient
   step of the attack (one forward/backward through the batch), episodes × max steps in all.
 """
@@ -49,13 +50,20 @@ def estimate_seconds(kind: str, spec: dict[str, Any]) -> float:
         attack = get_attack(spec["attack"])(spec.get("eps") or 0.1, **(spec.get("params") or {}))
         if kind == "fit" and isinstance(attack, LearnedAttack):
             cfg = attack.fit_config()
-            if spec["attack"] == "targeted":
-                from robbench.attacks.targeted import candidate_targets
+            if spec["attack"] in ("targeted", "ars_director"):
+                from robbench.attacks.targeted import TargetedAttack, candidate_targets
 
                 # the candidate count of a 6-dimensional action space (Walker2d, HalfCheetah): the
                 # spec names no env's action size; Hopper's 16 candidates make this an over-estimate
-                n = len(candidate_targets(6, attack.params["max_corners"], attack.params["seed"])[1])
-                return evaluation_seconds(n * attack.params["screen_episodes"], 1000, _gradient_steps(attack))
+                screen = attack if spec["attack"] == "targeted" else TargetedAttack(attack.eps)
+                n = len(candidate_targets(6, screen.params["max_corners"], screen.params["seed"])[1])
+                seconds = evaluation_seconds(n * screen.params["screen_episodes"], 1000, _gradient_steps(screen))
+                if spec["attack"] == "ars_director":  # then one batch of candidates per search step, and the check
+                    p = attack.params
+                    batch = (2 * p["directions"] + 1) * p["episodes"]
+                    seconds += (p["iterations"] * evaluation_seconds(batch, 1000, p["actor_steps"])
+                                + evaluation_seconds(2 * p["check_episodes"], 1000, p["actor_steps"]))
+                return seconds
             rate = STEP_S["sarsa"] if spec["attack"] == "rs" else STEP_S["adversary"]
             return float(cfg.get("train_steps", 100_000)) * rate
         if kind == "evaluate":

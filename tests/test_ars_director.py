@@ -1,0 +1,132 @@
+"""`ars_director` (attacks/ars_director.py), the member standard-v2 added: its ARS step, the director
+as an attack (ball, objective, determinism), the fit on a victim with a planted weakness (start,
+held-out keep rule, artifact round trip) and resuming a killed fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from robbench import resume
+from robbench.attacks.ars_director import ARSDirectorAttack, ars_step, director
+from robbench.registry import get_attack
+from robbench.store import ResultsStore
+from robbench.suite import STANDARD, get_suite
+from robbench.threat import Victim, check_in_ball
+from tests.test_suite import EPS, OBS_DIM, PLANTED_AXIS, planted_victim
+
+torch.set_num_threads(1)
+STANDARD_V2_FINGERPRINT = "a45db271448b"
+"""standard-v2 as released; change a member or a default only in a new version (standard-v3)."""
+TINY = dict(iterations=2, directions=2, top=1, episodes=1, check_episodes=1, screen_episodes=1, screen_steps=3,
+            actor_steps=3)
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_standard_v2_is_v1_plus_the_director_and_is_pinned():
+    v1, v2 = get_suite("standard-v1"), get_suite("standard-v2")
+    assert v2.fingerprint == STANDARD_V2_FINGERPRINT and STANDARD == "standard-v2" and get_suite() is v2
+    assert [a for a in v2.attacks if a != "ars_director"] == v1.attacks
+    assert v2.attacks.index("ars_director") == v2.attacks.index("targeted") + 1
+    for attack in v1.attacks:  # every v1 cell is a v2 cell: a home moves to v2 by running one member
+        assert v2.member_configs(attack, EPS) == v1.member_configs(attack, EPS)
+
+
+def test_ars_step_descends_a_quadratic_and_stands_still_without_signal():
+    target = torch.tensor([[1.0, -2.0], [0.5, 0.0]])
+    loss = lambda t: float(((t - target) ** 2).sum())  # noqa: E731
+    theta, g = torch.zeros(2, 2), gen(0)
+    for _ in range(30):
+        d = torch.randn((8, 2, 2), generator=g)
+        theta, _ = ars_step(theta, d, np.array([loss(theta + 0.3 * x) for x in d]),
+                            np.array([loss(theta - 0.3 * x) for x in d]), 4, 0.3)
+    assert loss(theta) < 0.1 * loss(torch.zeros(2, 2))
+    same, sigma = ars_step(theta, torch.randn((8, 2, 2), generator=g), np.ones(8), np.ones(8), 4, 0.3)
+    assert sigma == 0.0 and torch.equal(same, theta)
+
+
+@pytest.fixture(scope="module")
+def tiny_agent(smoke_home):
+    with ResultsStore(smoke_home) as st:
+        return st.load_agent("hopper/ppo/smoke/0")
+
+
+def fitted_by_hand(agent) -> ARSDirectorAttack:
+    attack = get_attack("ars_director")(EPS)
+    theta = torch.randn(3, 1 + OBS_DIM, generator=gen(3))
+    attack.load_state_dict({"theta": theta, "start": torch.sign(theta[:, 0])})
+    return attack
+
+
+def test_the_director_stays_in_the_ball_pushes_along_its_direction_and_is_deterministic(tiny_agent):
+    attack, victim = fitted_by_hand(tiny_agent), Victim(tiny_agent)
+    states = torch.randn(128, OBS_DIM, generator=gen(1))
+    out = attack.perturb(victim, states, gen(7))
+    assert out.shape == states.shape and 0 < check_in_ball(out, states, EPS, "ars_director") <= EPS + 1e-6
+    with torch.no_grad():
+        gain = ((victim.mean(out) - victim.mean(states)) * director(attack.theta, states)).sum(-1)
+    assert (gain > 0).float().mean() > 0.9  # the objective rises above its clean value 0
+    torch.manual_seed(1)
+    assert torch.equal(out, attack.perturb(victim, states, gen(7)))
+    assert not torch.equal(out, attack.perturb(victim, states, gen(8)))
+    with pytest.raises(Exception, match="fitted on 11-dim states"):
+        attack.perturb(victim, states[:, :5], gen(7))
+
+
+def test_fit_starts_at_the_planted_weakness_and_keeps_the_better_on_held_out_episodes():
+    agent = planted_victim()
+    attack = get_attack("ars_director")(EPS, **TINY)
+    stats = attack.fit(Victim(agent), gen(0))
+    assert stats["start"] == f"axis {PLANTED_AXIS}−" == stats["screening"]["chosen"][0]
+    assert len(stats["per_iteration"]) == 2 and stats["kept"] in ("start", "searched")
+    kept, other = ("check_searched", "check_start") if stats["kept"] == "searched" else ("check_start",
+                                                                                         "check_searched")
+    assert stats[kept] <= stats[other]
+    assert attack.member_label() == f"director from axis {PLANTED_AXIS}−"
+    again = get_attack("ars_director")(EPS, **TINY)
+    again.load_state_dict(attack.state_dict())
+    states = torch.from_numpy(agent.normalize(np.random.default_rng(0).normal(size=(8, OBS_DIM)))).float()
+    assert torch.equal(again.perturb(Victim(agent), states, gen(1)), attack.perturb(Victim(agent), states, gen(1)))
+    assert again.member_label() == attack.member_label()
+
+
+def test_a_killed_fit_resumes_from_its_last_search_step_and_ends_as_an_uninterrupted_one(tmp_path):
+    agent, params = planted_victim(), {**TINY, "iterations": 3}
+    whole = get_attack("ars_director")(EPS, **params)
+    whole.fit(Victim(agent), gen(0))
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two(done, total, text):
+        if done == 2:
+            raise Killed
+
+    point = resume.ResumePoint(tmp_path / "fit.safetensors", identity={"job": "ars"})
+    with resume.active(point), pytest.raises(Killed):
+        get_attack("ars_director")(EPS, **params).fit(Victim(agent), gen(0), progress=kill_after_two)
+    point = resume.ResumePoint(tmp_path / "fit.safetensors", identity={"job": "ars"})
+    resumed = get_attack("ars_director")(EPS, **params)
+    with resume.active(point):
+        stats = resumed.fit(Victim(agent), gen(0))
+    assert point.resumed_from == 2 and len(stats["per_iteration"]) == 3
+    assert torch.equal(resumed.theta, whole.theta)
+
+
+@pytest.mark.parametrize("bad", [{"top": 9}, {"noise": 0}, {"step": float("nan")}, {"iterations": 0},
+                                 {"seed": -1}, {"search_seed": 1.5}])
+def test_bad_parameters_are_one_line(bad):
+    with pytest.raises(Exception, match="ars_director"):
+        get_attack("ars_director")(EPS, **bad)
+
+
+def test_a_hostile_artifact_is_refused():
+    attack = get_attack("ars_director")(EPS)
+    for tensors in ({"theta": torch.zeros(3, 12)}, {"theta": torch.full((3, 12), float("nan")), "start": torch.ones(3)},
+                    {"theta": torch.zeros(3, 12), "start": torch.ones(2)}):
+        with pytest.raises(Exception, match="ars_director artifact"):
+            attack.load_state_dict(tensors)
