@@ -221,14 +221,19 @@ def ranking_block(env: str) -> str:
     if rec is None:
         return ""
     names = {m["method"]: m for m in rec["methods"]}
-    out = ["| pair (worst case) | paper: lead | ours: lead (median agents; seeds) | Welch p (Holm) | order |",
-           "|---|---|---|---|---|"]
+    out = ["| pair (worst case) | paper: lead | ours: lead, median agents (seeds) | ours: lead, IQM | "
+           "Welch p on per-seed worst cases (Holm) | order |",
+           "|---|---|---|---|---|---|"]
+
+    def ptxt(test: dict | None) -> str:
+        p = (test or {}).get("pvalue_holm")
+        return "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.2g}")
+
     for c in rec["claims"]:
         top, other = names[c["top"]], names[c["other"]]
-        p = (c["welch"] or {}).get("pvalue_holm")
-        ptxt = "—" if p is None else ("<1e-4" if p < 1e-4 else f"{p:.2g}")
         out.append(f"| {c['top']} vs {c['other']} | {c['paper_gap']:+.0f} | {c['our_gap']:+.0f} "
-                   f"({len(top['our_seeds'])} vs {len(other['our_seeds'])}) | {ptxt} | {c['verdict']} |")
+                   f"({len(top['our_seeds'])} vs {len(other['our_seeds'])}) | {c['our_iqm_gap']:+.0f} | "
+                   f"{ptxt(c['welch'])} | {c['verdict']} |")
     tau = rec["kendall_tau"]
     out += ["", f"Kendall's τ between the paper's method ranking and ours: "
                 f"{'undefined' if tau is None else f'{tau:+.2f}'}; {rec['pairs_agree']} of {rec['pairs_total']} "

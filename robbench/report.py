@@ -357,23 +357,24 @@ def _add_member(target: dict[str, dict[str, Any]], cell: dict[str, Any]) -> None
 
 def build_boards(store: ResultsStore) -> list[Board]:
     """One board per (env, protocol). A board on which at least one row was evaluated under every cell
-    of the standard suite is a **standard board**: only the suite's cells enter the worst case, rows
-    with the full suite are ranked, the others are listed below them unranked, and every other cell
-    (other attacks or settings) counts only towards "best known". A board on which no row has the
-    full suite (a quick look, the demo) is an **ad-hoc board**, labelled so: every cell counts and
-    rows that lack an attack some other row has are unranked."""
+    of a standard suite is a **standard board**, ranked by the newest released suite (robbench.suite)
+    that some row has in full — the current one once any row has it, an older version until then, its
+    id in the title: only that suite's cells enter the worst case, rows with the full suite are ranked,
+    the others are listed below them unranked, and every other cell (other attacks or settings) counts
+    only towards "best known". A board on which no row has any full suite (a quick look, the demo) is
+    an **ad-hoc board**, labelled so: every cell counts and rows that lack an attack some other row has
+    are unranked."""
     from robbench.store import canonical_json
-    from robbench.suite import get_suite
+    from robbench.suite import released
 
-    suite = get_suite()
-    member_configs: dict[tuple[str, float], set[str]] = {}
+    member_configs: dict[tuple[str, str, float], set[str]] = {}
 
-    def in_suite(cell) -> bool:
-        key = (cell["attack"], float(cell["protocol"]["eps"]))
+    def in_suite(suite, cell) -> bool:
+        key = (suite.id, cell["attack"], float(cell["protocol"]["eps"]))
         if cell["attack"] not in suite.attacks:
             return False
         if key not in member_configs:
-            member_configs[key] = suite.member_configs(*key)
+            member_configs[key] = suite.member_configs(*key[1:])
         return canonical_json(cell["attack_config"]) in member_configs[key]
 
     agents = {a.agent_id: a for a in store.agents()}
@@ -393,14 +394,23 @@ def build_boards(store: ResultsStore) -> list[Board]:
     boards = []
     for key in sorted(groups):
         env, eps = key[0], key[1]
-        counts = suite.cell_counts(eps)
         pairs = list(groups[key].values())
-        suite_configs = [{a: {canonical_json(c["attack_config"]) for c in raw if c["attack"] == a and in_suite(c)}
-                          for a in suite.attacks} for _, raw in pairs]
-        standard = any(all(len(have[a]) >= counts[a] for a in suite.attacks) for have in suite_configs)
+        standard = False
+        for suite in released():  # newest first
+            counts = suite.cell_counts(eps)
+            suite_configs = [{a: {canonical_json(c["attack_config"]) for c in raw
+                                  if c["attack"] == a and in_suite(suite, c)} for a in suite.attacks}
+                             for _, raw in pairs]
+            if any(all(len(have[a]) >= counts[a] for a in suite.attacks) for have in suite_configs):
+                standard = True
+                break
+        if not standard:
+            from robbench.suite import get_suite
+
+            suite = get_suite()
         for (e, raw), have in zip(pairs, suite_configs):
             for cell in raw:
-                _add_member(e.cells if (not standard or in_suite(cell)) else e.extra_cells, cell)
+                _add_member(e.cells if (not standard or in_suite(suite, cell)) else e.extra_cells, cell)
             e.certificate = pick_certificate(certs, e.agent_id, e.sha256, eps)
             if standard:
                 e.missing = [a for a in suite.attacks if len(have[a]) < counts[a]]
@@ -760,12 +770,19 @@ class RankingRow:
 
 @dataclass
 class Claim:
-    """The paper's headline method against another: is the pair ordered on our board as in the paper?"""
+    """The paper's headline method against another: is the pair ordered on our board as in the paper?
+
+    The unit is the training seed (issue "Compare methods at the right unit…"): Welch's t and the
+    Mann-Whitney U test compare the two methods' *per-seed* worst cases, each Holm-adjusted across the
+    pairs of one table. The order counts as established only when the seed-level Welch test separates
+    the methods (Holm-adjusted p < 0.05); otherwise the verdict says "not significant"."""
 
     top: RankingRow
     other: RankingRow
     welch: stats.PairTest | None
+    mwu: stats.PairTest | None = None
     welch_holm: float | None = None
+    mwu_holm: float | None = None
 
     @property
     def paper_gap(self) -> float:
@@ -776,11 +793,20 @@ class Claim:
         return self.top.our_worst - self.other.our_worst
 
     @property
+    def iqm_gap(self) -> float:
+        return self.top.aggregate.worst_iqm.estimate - self.other.aggregate.worst_iqm.estimate
+
+    @property
     def verdict(self) -> str:
         significant = self.welch_holm is not None and self.welch_holm < 0.05
         same = (self.our_gap > 0) == (self.paper_gap > 0)
         word = "as in the paper" if same else "reversed"
         return word if significant else f"{word} (not significant)"
+
+
+def seed_worsts(agg: SeedAggregate) -> list[float]:
+    """Each training seed's worst case: the unit of a method comparison."""
+    return [e.worst[0] for e in agg.entries]
 
 
 @dataclass
@@ -799,10 +825,11 @@ MAIN_TABLE = "table2"
 RANKING_INTRO = ("Methods that both the paper and this board report, ranked by worst-case return: the paper's "
                  "median agent over 17 seeds (gym v2) against our median agent by worst-case return over our "
                  "seeds (the same selection rule). Then the paper's headline method (the best of its main "
-                 "comparison, Table 2) against each other one: its published lead, our lead, and Welch's t on "
-                 "the two median agents' per-episode returns under each one's worst-case attack (Holm-adjusted "
-                 "across these pairs). With few seeds a median agent is one draw from a wide spread: read the "
-                 "seed counts and the IQM column with it.")
+                 "comparison, Table 2) against each other one: its published lead, our lead (median agents and "
+                 "IQM over seeds), and Welch's t and the Mann-Whitney U test on the two methods' per-seed worst "
+                 "cases — the training seed is the unit, not the episode — each Holm-adjusted across these "
+                 "pairs. An order is called established only when the seed-level Welch test separates the "
+                 "methods; with 3 seeds a side Mann-Whitney cannot go below p = 0.1.")
 
 
 def paper_ranking(board: Board) -> PaperRanking | None:
@@ -834,15 +861,19 @@ def paper_ranking(board: Board) -> PaperRanking | None:
     main = [x for x in rows if x.paper_table == MAIN_TABLE]
     top = (main or rows)[0]
     claims = []
+    def finite(t: stats.PairTest | None) -> stats.PairTest | None:
+        return t if t is not None and math.isfinite(t.pvalue) else None
+
     for other in (x for x in rows if x is not top):
-        a = top.aggregate.median.cells[top.aggregate.median.worst[1]]["returns"]
-        b = other.aggregate.median.cells[other.aggregate.median.worst[1]]["returns"]
-        welch = _safe(lambda: stats.welch_t_test(a, b)) if a and b else None
-        claims.append(Claim(top, other, welch if welch and math.isfinite(welch.pvalue) else None))
-    tested = [c for c in claims if c.welch is not None]
-    if tested:
-        for c, p in zip(tested, stats.holm_bonferroni([c.welch.pvalue for c in tested]).adjusted):
-            c.welch_holm = float(p)
+        a, b = seed_worsts(top.aggregate), seed_worsts(other.aggregate)
+        enough = len(a) >= 2 and len(b) >= 2
+        claims.append(Claim(top, other, finite(_safe(lambda: stats.welch_t_test(a, b))) if enough else None,
+                            finite(_safe(lambda: stats.mann_whitney_u(a, b))) if enough else None))
+    for test in ("welch", "mwu"):
+        tested = [c for c in claims if getattr(c, test) is not None]
+        if tested:
+            for c, p in zip(tested, stats.holm_bonferroni([getattr(c, test).pvalue for c in tested]).adjusted):
+                setattr(c, f"{test}_holm", float(p))
     return PaperRanking(rows, claims, agree, len(pairs), tau_v, tau_p)
 
 
@@ -859,13 +890,14 @@ def ranking_cells(pr: PaperRanking) -> list[list[str]]:
 
 
 def claims_header() -> list[str]:
-    return ["pair (worst case)", "paper: lead", "ours: lead (median agents)", "Welch p (Holm)", "Hedges g",
-            "order"]
+    return ["pair (worst case)", "paper: lead", "ours: lead (median agents)", "ours: lead (IQM)", "seeds",
+            "Welch p, per-seed (Holm)", "Hedges g", "Mann-Whitney p, per-seed (Holm)", "order"]
 
 
 def claims_cells(pr: PaperRanking) -> list[list[str]]:
-    return [[f"{c.top.display} vs {c.other.display}", f"{c.paper_gap:+.0f}", f"{c.our_gap:+.0f}", _p(c.welch_holm),
-             _es(c.welch), c.verdict] for c in pr.claims]
+    return [[f"{c.top.display} vs {c.other.display}", f"{c.paper_gap:+.0f}", f"{c.our_gap:+.0f}",
+             f"{c.iqm_gap:+.0f}", f"{len(c.top.aggregate.entries)} vs {len(c.other.aggregate.entries)}",
+             _p(c.welch_holm), _es(c.welch), _p(c.mwu_holm), c.verdict] for c in pr.claims]
 
 
 def ranking_summary(pr: PaperRanking) -> str:
@@ -887,7 +919,10 @@ def ranking_json(pr: PaperRanking, b: Board) -> dict[str, Any]:
                      "our_worst": x.our_worst, "our_worst_attack": x.aggregate.median.worst[1],
                      "our_iqm_worst": _ci_json(x.aggregate.worst_iqm), "our_rank": x.our_rank} for x in pr.rows],
         "claims": [{"top": c.top.method, "other": c.other.method, "paper_gap": c.paper_gap, "our_gap": c.our_gap,
-                    "welch": _test_json(c.welch, c.welch_holm), "verdict": c.verdict} for c in pr.claims],
+                    "our_iqm_gap": c.iqm_gap, "unit": "training seed",
+                    "seeds": [len(c.top.aggregate.entries), len(c.other.aggregate.entries)],
+                    "welch": _test_json(c.welch, c.welch_holm), "mann_whitney": _test_json(c.mwu, c.mwu_holm),
+                    "verdict": c.verdict} for c in pr.claims],
         "pairs_agree": pr.pairs_agree, "pairs_total": pr.pairs_total,
         "kendall_tau": pr.kendall_tau, "kendall_p": pr.kendall_p,
     }
@@ -950,8 +985,9 @@ def _cell_text(e: Entry, a: str) -> str:
     return text + " ⚠" if e.cell_flags(a) else text
 
 
-SIG_INTRO = ("Each method's agent (its median agent by worst-case return when it has several seeds) against "
-             "the top-ranked entry, on per-episode returns: worst case = each agent's own worst-case attack. "
+SIG_INTRO = ("Agent against agent (not method against method: that comparison uses training seeds as the unit, "
+             "in the paper-ranking section): each method's agent (its median agent by worst-case return when it "
+             "has several seeds) against the top-ranked entry, on per-episode returns of those two agents: worst case = each agent's own worst-case attack. "
              "p-values Holm-adjusted across the comparisons of this table, separately for Welch's t and "
              "Mann-Whitney U; effect sizes Hedges' g and rank-biserial r (> 0: this agent higher); "
              "means with 95 % BCa bootstrap CIs.")

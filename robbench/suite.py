@@ -113,6 +113,11 @@ SUITES["standard-v2"] = _suite("standard-v2", [
 STANDARD = "standard-v2"  # the suite `--attacks standard` runs and boards are ranked by
 
 
+def released() -> list[Suite]:
+    """Every released suite, newest first (a board is ranked by the newest one some row has in full)."""
+    return list(reversed(SUITES.values()))
+
+
 def get_suite(name: str = STANDARD) -> Suite:
     if name == "standard":
         name = STANDARD

@@ -4,6 +4,8 @@ held-out keep rule, artifact round trip) and resuming a killed fit."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -130,3 +132,32 @@ def test_a_hostile_artifact_is_refused():
                     {"theta": torch.zeros(3, 12), "start": torch.ones(2)}):
         with pytest.raises(Exception, match="ars_director artifact"):
             attack.load_state_dict(tensors)
+
+
+def test_a_board_is_ranked_by_the_newest_suite_some_row_has_in_full(tmp_path):
+    """v1-only rows: a standard-v1 board (all ranked); one row gains ars_director: a standard-v2 board on
+    which that row alone is ranked, and the others are unranked and flagged missing it."""
+    from robbench import report
+    from tests.test_suite import add_agent, add_cell
+
+    v1, v2 = get_suite("standard-v1"), get_suite("standard-v2")
+
+    def add_v1(st, rec, natural, worst):
+        for attack in v1.attacks:
+            for cfg in sorted(v1.member_configs(attack, EPS)):
+                add_cell(st, rec, attack, natural if attack == "none" else worst, json.loads(cfg))
+
+    with ResultsStore(tmp_path) as st:
+        a, b = add_agent(st, "alpha"), add_agent(st, "beta")
+        add_v1(st, a, 3000, 2000)
+        add_v1(st, b, 3000, 1500)
+        (board,) = report.build_boards(st)
+        assert board.suite == v1.id and v1.id in board.title and [e.method for e in board.ranked] == ["alpha", "beta"]
+        assert "ars_director" not in board.attacks
+        (cfg,) = v2.member_configs("ars_director", EPS)
+        add_cell(st, b, "ars_director", 900, json.loads(cfg))
+        (board,) = report.build_boards(st)
+    assert board.suite == v2.id and v2.id in board.title
+    by = {e.method: e for e in board.entries}
+    assert [e.method for e in board.ranked] == ["beta"] and by["beta"].worst[0] == 900
+    assert by["alpha"].rank is None and by["alpha"].missing == ["ars_director"]
