@@ -12,6 +12,8 @@ from robbench.registry import register_trainer
 
 @register_trainer("arppo")
 class ARPPO(SurrogateAdversaryObjective):
+    board_notes = {"*": "AR-PPO's inner PGD (`arppo`, `arppo-noguide`) starts within one step (ε_t/10) of s; the "
+                        "reference's CAR solver starts anywhere in the ball (U[−ε_t, ε_t])"}
     """AR-PPO: PPO + κ·(PPO surrogate at the surrogate-worst ŝ ∈ B_ε(s), found by PGD) (paper Alg. 2).
 
     Inner (Alg. 2 line 8): ŝ = argmin over B_{ε_t}(s) of g(π_θ(a|ŝ)/π_old(a|s), Â), the strongest

@@ -189,6 +189,9 @@ class Objective:
 
     method = "ppo"
     surrogate_weight: float = 1.0
+    board_notes: dict[str, str] = {}
+    """Departures from the reference implementation that every board showing this trainer's agents
+    states: env key (or "*" for every env) -> one sentence. docs/departures.md lists them all."""
 
     def __init__(self, **params: Any):
         self.params = params

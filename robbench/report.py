@@ -972,7 +972,25 @@ def _board_notes(b: Board) -> list[str]:
     spec = get_env_spec(b.env)
     if spec.note:
         out.append(f"Note: {spec.note}.")
+    training = training_notes(b)
+    if training:
+        out.append("Training departures from the reference code (docs/departures.md): " + "; ".join(training) + ".")
     return out
+
+
+def training_notes(b: Board) -> list[str]:
+    """The `board_notes` of every trainer with an agent on the board, for the board's env or all envs."""
+    from robbench.registry import trainers
+
+    known = trainers()
+    notes: list[str] = []
+    for method in sorted({e.method for e in b.entries}):
+        cls = known.get(method)
+        for key in (b.env, "*"):
+            note = getattr(cls, "board_notes", {}).get(key) if cls is not None else None
+            if note and note not in notes:
+                notes.append(note)
+    return notes
 
 
 def _flag_legend(b: Board) -> list[str]:

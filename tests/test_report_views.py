@@ -547,3 +547,20 @@ def test_html_loads_in_headless_chromium(home, paper_csv, tmp_path):
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 50_000  # a rendered page, not a blank one
 
+
+
+def test_boards_state_the_training_departures_of_the_methods_they_show(home):
+    """radial is on the hopper board: its half-budget note is there; wocar's note is HalfCheetah's only;
+    the 10-episode board has only ppo: no training departures at all."""
+    boards = boards_of(home)
+    main = main_board(boards)
+    notes = report.training_notes(main)
+    assert any("RADIAL" in n and "2000" in n for n in notes)
+    assert not any("WocaR" in n for n in notes)
+    md = report.to_markdown([main])
+    assert "Training departures from the reference code" in md and "about half the reference budget" in md
+    ppo_only = next(b for b in boards if {e.method for e in b.entries} == {"ppo"})
+    assert report.training_notes(ppo_only) == []
+    assert "Training departures" not in report.to_markdown([ppo_only])
+    main.env = "halfcheetah"
+    assert any("WocaR on HalfCheetah" in n for n in report.training_notes(main))
