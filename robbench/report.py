@@ -968,7 +968,7 @@ def _board_notes(b: Board) -> list[str]:
     notes = sorted({_attack_note(c) for e in b.entries for a, c in e.cells.items() if a != NATURAL} - {""})
     out = []
     if notes:
-        out.append("Attack settings: " + "; ".join(notes) + ".")
+        out.append("Attack settings:\n" + "\n".join(f"- {n}" for n in notes))
     spec = get_env_spec(b.env)
     if spec.note:
         out.append(f"Note: {spec.note}.")
@@ -1020,6 +1020,14 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     out += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in rows]
     return out
+
+
+COLUMNS_NOTE = ("Columns: each attack's mean ± std over the episodes (a scan: its lowest member); **worst** = the "
+                "lowest of the natural return and every suite cell, with the member that set it; **worst-case "
+                "robustness** = (worst − natural) / natural, between −1 and 0, closer to 0 is more robust; "
+                "**best known** = the lowest mean ever recorded for the agent at this protocol under any attack, "
+                "in the suite or not; **certified action dev.** = the auto-LiRPA bound on max_i |μ_i(ŝ) − μ_i(s)| "
+                "over the ball, mean / max over sampled states.")
 
 
 def board_header(b: Board) -> list[str]:
@@ -1106,6 +1114,7 @@ def to_markdown(boards: list[Board]) -> str:
     for b in boards:
         out.append(f"### {b.title}\n")
         out.append(b.subtitle + "\n")
+        out.append(COLUMNS_NOTE + "\n")
         out += _md_table(board_header(b), board_cells(b))
         legend = _flag_legend(b)
         if legend:
@@ -1583,6 +1592,7 @@ def to_html(boards: list[Board]) -> str:
     for i, b in enumerate(boards):
         parts.append(f'<h2 id="board{i}">{_h(b.title)}</h2>')
         parts.append(f'<p class="sub">{_h(b.subtitle)}</p>')
+        parts.append(f'<p class="sub">{_h(COLUMNS_NOTE.replace("**", ""))}</p>')
         if b.departures:
             parts.append('<p class="warn">This board departs from the standard protocol: '
                          f'{_h("; ".join(b.departures))}.</p>')
@@ -1592,7 +1602,10 @@ def to_html(boards: list[Board]) -> str:
             parts.append('<p class="warn">⚠ marks results that cannot be fully trusted:<br>'
                          + "<br>".join(_h(x) for x in legend) + "</p>")
         for note in _board_notes(b):
-            parts.append(f'<p class="note">{_h(note)}</p>')
+            head, *items = note.split("\n- ")
+            parts.append(f'<p class="note">{_h(head)}</p>' if not items else
+                         f'<div class="note">{_h(head)}<ul>' + "".join(f"<li>{_h(i)}</li>" for i in items)
+                         + "</ul></div>")
         if b.published is not None:
             parts.append(f'<h3><span class="badge">{_h(PAPER_LABEL)}</span> — not ranked</h3>')
             parts.append(f'<p class="note">{_h(_published_intro(b).replace("`", ""))}</p>')
