@@ -25,3 +25,12 @@ def test_training_cost_scales_with_the_budget_and_bad_specs_fall_back():
                             for preset in ("smoke", "paper")]
     assert estimate_seconds("train", big.spec) > 50 * estimate_seconds("train", small.spec)
     assert estimate_seconds("evaluate", {"attack": "no-such-attack"}) == DEFAULT_S
+
+
+def test_the_director_fit_costs_its_screening_plus_its_search_and_grows_with_it():
+    jobs = _suite_jobs()
+    cost = {(j.kind, j.spec["attack"]): estimate_seconds(j.kind, j.spec) for j in jobs}
+    assert cost[("fit", "ars_director")] > 3 * cost[("fit", "targeted")]
+    spec = next(j.spec for j in jobs if j.kind == "fit" and j.spec["attack"] == "ars_director")
+    longer = {**spec, "params": {**(spec.get("params") or {}), "iterations": 30}}
+    assert estimate_seconds("fit", longer) > 1.8 * (cost[("fit", "ars_director")] - cost[("fit", "targeted")])
