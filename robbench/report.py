@@ -1363,6 +1363,42 @@ def _figure(w: float, h: float):
     return Figure(figsize=(w, h), layout="constrained")
 
 
+def performance_profiles(b: Board) -> dict[str, tuple[list[float], list[float]]]:
+    """Per method (ranked rows, all presets): the fraction of its training seeds whose worst case is
+    ≥ τ, as a step function (rliable's performance profile, seeds as the unit): (τ, fraction) knots."""
+    out = {}
+    for agg in seed_aggregates(b):
+        label = _group_label((agg.method, agg.preset))
+        worsts = sorted(e.worst[0] for e in agg.entries)
+        n = len(worsts)
+        taus, fracs = [min(0.0, worsts[0])], [1.0]
+        for i, w in enumerate(worsts):
+            taus.append(w)
+            fracs.append((n - i - 1) / n)  # strictly above w from here on (ties step once each)
+        out[label] = (taus, fracs)
+    return out
+
+
+def plot_performance_profile(b: Board) -> str | None:
+    """Fraction of each method's seeds with worst case ≥ τ against τ (one step per seed)."""
+    profiles = performance_profiles(b)
+    if not profiles:
+        return None
+    fig = _figure(6.4, 4.0)
+    ax = fig.add_subplot()
+    colors = _color_map(list(profiles))
+    top = max(t[-1] for t, _ in profiles.values())
+    for label, (taus, fracs) in profiles.items():
+        ax.step(taus + [top * 1.05], fracs + [fracs[-1]], where="post", color=colors[label], linewidth=1.6,
+                label=f"{label} ({len(taus) - 1} seeds)")
+    ax.set_xlabel("τ (worst-case return)")
+    ax.set_ylabel("fraction of seeds with worst case ≥ τ")
+    ax.set_ylim(-0.03, 1.03)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right", frameon=False)
+    return _png(fig)
+
+
 def plot_natural_vs_worst(b: Board) -> str | None:
     """The paper's Figure 5 view: natural (x) vs worst-case (y) return per agent, y = x line."""
     pts = [e for e in b.entries if e.natural is not None and e.worst is not None]
@@ -1622,6 +1658,13 @@ def to_html(boards: list[Board]) -> str:
                 parts.append(f'<p class="note">{_h(ranking_summary(pr))}</p>')
 
         parts.append("<h3>Plots</h3><div class=\"plots\">")
+        profile = plot_performance_profile(b)
+        if profile:
+            parts.append(f'<figure><img alt="performance profile over training seeds" '
+                         f'src="data:image/png;base64,{profile}"><figcaption>Performance profile over training '
+                         "seeds: for each method, the fraction of its seeds whose worst case is at least τ "
+                         "(ranked rows only). A curve above another at every τ dominates it; crossing curves "
+                         "are not ordered by these seeds.</figcaption></figure>")
         fig5 = plot_natural_vs_worst(b)
         if fig5:
             parts.append(f'<figure><img alt="natural vs worst-case return" src="data:image/png;base64,{fig5}">'

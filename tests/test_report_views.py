@@ -564,3 +564,18 @@ def test_boards_state_the_training_departures_of_the_methods_they_show(home):
     assert "Training departures" not in report.to_markdown([ppo_only])
     main.env = "halfcheetah"
     assert any("WocaR on HalfCheetah" in n for n in report.training_notes(main))
+
+
+def test_performance_profile_counts_each_methods_seeds_at_or_above_tau(home):
+    main = main_board(boards_of(home))
+    profiles = report.performance_profiles(main)
+    aggs = {f"{a.method} ({a.preset})": a for a in report.seed_aggregates(main)}
+    assert set(profiles) == set(aggs)
+    for label, (taus, fracs) in profiles.items():
+        worsts = [e.worst[0] for e in aggs[label].entries]
+        assert fracs[0] == 1.0 and fracs[-1] == 0.0 and fracs == sorted(fracs, reverse=True)
+        for tau in (*worsts, min(worsts) - 1, max(worsts) + 1):
+            # the step function just below tau equals the fraction of seeds with worst ≥ tau
+            i = max(j for j, t in enumerate(taus) if t < tau) if any(t < tau for t in taus) else 0
+            assert fracs[i] == pytest.approx(sum(w >= tau for w in worsts) / len(worsts))
+    assert "performance profile over training seeds" in report.to_html([main])
