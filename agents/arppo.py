@@ -12,8 +12,6 @@ from robbench.registry import register_trainer
 
 @register_trainer("arppo")
 class ARPPO(SurrogateAdversaryObjective):
-    board_notes = {"*": "AR-PPO's inner PGD (`arppo`, `arppo-noguide`) starts within one step (ε_t/10) of s; the "
-                        "reference's CAR solver starts anywhere in the ball (U[−ε_t, ε_t])"}
     """AR-PPO: PPO + κ·(PPO surrogate at the surrogate-worst ŝ ∈ B_ε(s), found by PGD) (paper Alg. 2).
 
     Inner (Alg. 2 line 8): ŝ = argmin over B_{ε_t}(s) of g(π_θ(a|ŝ)/π_old(a|s), Â), the strongest
@@ -27,6 +25,9 @@ class ARPPO(SurrogateAdversaryObjective):
       −c_ent·H is kept too, so at ε = 0 the loss is exactly (1 + κ)·(PPO loss).
     - "A random start in the ball" is the shared solver's uniform start within one step of s.
     """
+
+    board_notes = {"*": "AR-PPO's inner PGD (`arppo`, `arppo-noguide`) starts within one step (ε_t/10) of s; the "
+                        "reference's CAR solver starts anywhere in the ball (U[−ε_t, ε_t])"}
 
     KAPPA = BARPPO_KAPPA
 

@@ -101,9 +101,6 @@ def radial_surrogate(
 
 @register_trainer("radial")
 class Radial(Objective):
-    board_notes = {"*": "RADIAL (`radial`, `radial-rawadv`) trains for the protocol's 976 iterations where its "
-                        "reference trains 2000 (ε ramped over iterations 500–1500; here over 25–75 % of the run): "
-                        "about half the reference budget"}
     """RADIAL-PPO: PPO plus the worst case of the clipped objective over IBP bounds of the policy mean.
 
     Objective (maximised) = mean(0.5·L_adv + 0.5·g(r, Â)) once ε > 0, plain PPO before, where L_adv
@@ -130,6 +127,10 @@ class Radial(Objective):
     HalfCheetah uses the reference's policy lr 1e-4, value lr 1e-3, entropy 1e-4 and no lr
     annealing (setting `ppo`).
     """
+
+    board_notes = {"*": "RADIAL (`radial`, `radial-rawadv`) trains for the protocol's 976 iterations where its "
+                        "reference trains 2000 (ε ramped over iterations 500–1500; here over 25–75 % of the run): "
+                        "about half the reference budget"}
 
 
     def __init__(self, **params: Any):

@@ -101,8 +101,6 @@ def td_step_gradients(q_layers, target_layers, sa, next_sa, rewards, not_done, g
 
 @register_trainer("wocar")
 class WocaR(Objective):
-    board_notes = {"halfcheetah": "WocaR on HalfCheetah uses the env's PPO settings (policy lr 3e-4, value lr "
-                                  "1e-4, entropy 0) where the reference config uses 1e-4, 1e-3 and 1e-4"}
     """WocaR-PPO: PPO on Â + w_t·(worst-case Q), a worst-case Q network over IBP action boxes, + SA-PPO R.
 
     Worst-case Q (Liang et al. 2022; reference WocaR-PPO `worst_q_step`, `worst_action_pgd`):
@@ -133,6 +131,9 @@ class WocaR(Objective):
       current Q_w, as the reference does (~25 × the cost of "iteration": 320 searches of 50 steps).
     - MLP policies only (the reference's later LSTM configs crash).
     """
+
+    board_notes = {"halfcheetah": "WocaR on HalfCheetah uses the env's PPO settings (policy lr 3e-4, value lr "
+                                  "1e-4, entropy 0) where the reference config uses 1e-4, 1e-3 and 1e-4"}
 
     surrogate_weight = 0.0  # the surrogate with Ã replaces the clean one, in `extra_loss`
 

@@ -108,6 +108,7 @@ class AdversaryEnv:
             victim_actions = self.victim.mean(perturbed)
             if self.stochastic_victim:
                 victim_actions = victim_actions + self.victim.std * torch.randn(victim_actions.shape, generator=self.gen)
+            victim_actions = self.victim.agent.clip_action(victim_actions)  # the agent's own convention
         self.victim_forwards += 1
         raw_next, rewards, terminated, truncated = self.envs.step(victim_actions.numpy().astype(np.float64))
         self._states = self._normalize(raw_next)

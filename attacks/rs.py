@@ -183,7 +183,9 @@ class VictimRollouts:
         truncated = np.zeros((horizon, n), dtype=bool)
         for t in range(horizon):
             obs[t], actions[t] = self.obs, self.act
-            raw_next, raw_r, terminated[t], truncated[t] = self.envs.step(self.act.numpy().astype(np.float64))
+            # the env gets the action under the agent's clipping convention; Q learns on the sampled one
+            sent = self.victim.agent.clip_action(self.act)
+            raw_next, raw_r, terminated[t], truncated[t] = self.envs.step(sent.numpy().astype(np.float64))
             rewards[t] = self.scaler(raw_r)
             self._ret += raw_r
             next_obs = self._normalize(raw_next)

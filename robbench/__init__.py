@@ -34,3 +34,23 @@ def load_agent(agent_id_or_path: str, home: str | None = None):
     except RobbenchError:
         raise RobbenchError(f"unknown agent {agent_id_or_path!r}: not in results home {str(root)!r} "
                             "nor in the zoo (`robbench zoo list`)") from None
+
+
+def benchmark(policy_or_path, env: str = "hopper", attacks="standard", home: str | None = None,
+              episodes: int = 50, **import_options):
+    """Import (if needed) and evaluate an agent under attacks; returns per-attack mean returns.
+
+    Three lines from Python::
+
+        import robbench
+        result = robbench.benchmark("ppo_hopper.zip", env="hopper", vecnormalize="vecnormalize.pkl")
+        print(result.worst)          # (min over natural and attacks, which one)
+
+    `policy_or_path`: an SB3 / CleanRL / torch model file (options as `robbench import`: fmt,
+    vecnormalize, obs_stats, raw_obs, activation, spec, name), an SB3 model object, an agent id of
+    the results home, or a loaded robbench Agent. Runs through the same store and jobs as
+    `robbench evaluate`; finished cells are reused. See robbench.importers.benchmark.
+    """
+    from robbench.importers import benchmark as _benchmark
+
+    return _benchmark(policy_or_path, env=env, attacks=attacks, home=home, episodes=episodes, **import_options)

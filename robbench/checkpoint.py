@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -26,7 +27,8 @@ from safetensors.torch import save_file
 
 from robbench.errors import RobbenchError, io_error
 from robbench.filters import ObsFilter, RunningMeanStd
-from robbench.policy import Agent, GaussianPolicy, ValueNet
+from robbench.policy import (Agent, GaussianPolicy, IdentityObsNormalizer, MissingCritic, StaticObsNormalizer,
+                             ValueNet)
 
 FORMAT = "robbench-agent/1"
 
@@ -143,14 +145,35 @@ def _looks_pickled(path: Path) -> bool:
 
 
 def save_agent(agent: Agent, path: str | Path) -> None:
+    """Write an agent checkpoint. robbench's own agents (tanh, a critic, the running observation
+    filter) hold exactly the tensors and metadata they always did; an imported agent's conventions
+    are in its metadata (`activation`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip`)."""
     tensors: dict[str, torch.Tensor] = {}
     tensors.update({f"policy.{k}": v for k, v in agent.policy.state_dict().items()})
-    tensors.update({f"value.{k}": v for k, v in agent.value.state_dict().items()})
-    for k, v in agent.obs_filter.stats.state().items():
-        tensors[f"obs_filter.{k}"] = torch.from_numpy(np.asarray(v))
+    if agent.meta.get("has_critic", True):
+        tensors.update({f"value.{k}": v for k, v in agent.value.state_dict().items()})
+    convention = obs_norm_convention(agent.meta)
+    if convention == "robbench":
+        for k, v in agent.obs_filter.stats.state().items():
+            tensors[f"obs_filter.{k}"] = torch.from_numpy(np.asarray(v))
+    elif convention == "sb3":
+        tensors["obs_norm.mean"] = torch.from_numpy(np.asarray(agent.obs_filter.mean, dtype=np.float64).copy())
+        tensors["obs_norm.var"] = torch.from_numpy(np.asarray(agent.obs_filter.var, dtype=np.float64).copy())
     for module, state in agent.extra_state.items():
         tensors.update({f"extra.{module}.{k}": v for k, v in state.items()})
     atomic_save_tensors(path, tensors, {"format": FORMAT, **agent.meta})
+
+
+OBS_NORM_CONVENTIONS = ("robbench", "sb3", "none")
+"""How an agent normalises raw observations (`meta["obs_norm"]["convention"]`, absent: robbench):
+robbench: clip((o − mean)/(std + 1e-8), ±10) with the running filter's tensors `obs_filter.*`;
+sb3: clip((o − mean)/sqrt(var + epsilon), ±clip_obs), tensors `obs_norm.mean` / `obs_norm.var`
+(SB3 VecNormalize; gymnasium NormalizeObservation as CleanRL uses it); none: raw observations."""
+
+
+def obs_norm_convention(meta: dict) -> str:
+    norm = meta.get("obs_norm")
+    return norm.get("convention", "robbench") if isinstance(norm, dict) else "robbench"
 
 
 @functools.lru_cache(maxsize=None)
@@ -165,16 +188,34 @@ def env_dims(env: str) -> tuple[int, int]:
         e.close()
 
 
-def agent_tensor_shapes(obs_dim: int, act_dim: int, hidden: list[int]) -> dict[str, tuple[int, ...]]:
-    """The tensor names and shapes an agent checkpoint of these dimensions holds (extra.* aside)."""
-    shapes: dict[str, tuple[int, ...]] = {"policy.log_std": (act_dim,), "obs_filter.n": (),
-                                          "obs_filter.mean": (obs_dim,), "obs_filter.m2": (obs_dim,)}
-    for prefix, out in (("policy.mean_net", act_dim), ("value.net", 1)):
-        dims = (obs_dim, *hidden, out)
+def agent_tensor_shapes(obs_dim: int, act_dim: int, hidden: list[int], value_hidden: list[int] | None = None,
+                        critic: bool = True, obs_norm: str = "robbench") -> dict[str, tuple[int, ...]]:
+    """The tensor names and shapes an agent checkpoint of these dimensions holds (extra.* aside).
+
+    Defaults: robbench's own agents (value net as wide as the policy, the running filter)."""
+    shapes: dict[str, tuple[int, ...]] = {"policy.log_std": (act_dim,)}
+    if obs_norm == "robbench":
+        shapes.update({"obs_filter.n": (), "obs_filter.mean": (obs_dim,), "obs_filter.m2": (obs_dim,)})
+    elif obs_norm == "sb3":
+        shapes.update({"obs_norm.mean": (obs_dim,), "obs_norm.var": (obs_dim,)})
+    nets = [("policy.mean_net", act_dim, hidden)]
+    if critic:
+        nets.append(("value.net", 1, hidden if value_hidden is None else value_hidden))
+    for prefix, out, widths in nets:
+        dims = (obs_dim, *widths, out)
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             shapes[f"{prefix}.{2 * i}.weight"] = (b, a)
             shapes[f"{prefix}.{2 * i}.bias"] = (b,)
     return shapes
+
+
+def _finite_number(value: Any) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:  # a JSON integer of hundreds of digits
+        return False
 
 
 def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path) -> None:
@@ -215,6 +256,7 @@ def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path
     hidden = meta.get("hidden")
     if not isinstance(hidden, list) or not all(positive_int(h) for h in hidden):
         raise bad(f"metadata 'hidden' must be a list of positive integers, got {shown(hidden)}")
+    conventions = _check_conventions(meta, dims["act_dim"], bad, shown, positive_int)
     from robbench.envs import ENVS
 
     if env not in ENVS:
@@ -223,15 +265,19 @@ def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path
         if dims[key] != want:
             raise bad(f"metadata {key} {shown(dims[key])} does not match env {env!r}, whose {what}s have "
                       f"{want} dimensions")
-    expected = agent_tensor_shapes(dims["obs_dim"], dims["act_dim"], hidden)
+    value_hidden, critic, obs_norm = conventions
+    expected = agent_tensor_shapes(dims["obs_dim"], dims["act_dim"], hidden, value_hidden, critic, obs_norm)
+    widths = f"hidden {hidden}" + (f" (value_hidden {value_hidden})" if value_hidden is not None else "")
+    holds = ["policy.*"] + (["value.*"] if critic else []) + \
+        {"robbench": ["obs_filter.*"], "sb3": ["obs_norm.*"], "none": []}[obs_norm]
     for name in sorted(tensors):
         t = tensors[name]
         if name in expected:
             if tuple(t.shape) != expected[name]:
                 raise bad(f"tensor {name!r} has shape {tuple(t.shape)}, but obs_dim {dims['obs_dim']}, act_dim "
-                          f"{dims['act_dim']} and hidden {hidden} imply {expected[name]}")
+                          f"{dims['act_dim']} and {widths} imply {expected[name]}")
         elif not (name.startswith("extra.") and all(name[len("extra."):].partition(".")[::2])):
-            raise bad(f"unexpected tensor {name!r} (an agent holds policy.*, value.*, obs_filter.* and "
+            raise bad(f"unexpected tensor {name!r} (an agent holds {', '.join(holds)} and "
                       "extra.<module>.<key> tensors)")
         if name == "obs_filter.n":
             if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool or int(t) < 0:
@@ -244,8 +290,49 @@ def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path
     missing = sorted(set(expected) - set(tensors))
     if missing:
         raise bad(f"tensor {missing[0]!r} is missing")
-    if bool((tensors["obs_filter.m2"] < 0).any()):
+    if obs_norm == "robbench" and bool((tensors["obs_filter.m2"] < 0).any()):
         raise bad("tensor 'obs_filter.m2' (sums of squared deviations) has negative values")
+    if obs_norm == "sb3":
+        if bool((tensors["obs_norm.var"] < 0).any()):
+            raise bad("tensor 'obs_norm.var' (observation variances) has negative values")
+        if bool((tensors["obs_norm.var"].double() + float(meta["obs_norm"]["epsilon"]) <= 0).any()):
+            raise bad("tensor 'obs_norm.var' has zero variances and obs_norm epsilon is 0 (division by zero)")
+
+
+def _check_conventions(meta: dict, act_dim: int, bad, shown, positive_int) -> tuple[list[int] | None, bool, str]:
+    """The optional convention keys of an agent's metadata (absent: robbench's own agent):
+    `activation`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip` / `action_low` / `action_high`.
+    Returns (value_hidden or None, has a critic, obs_norm convention)."""
+    from robbench.policy import ACTIVATIONS
+
+    if "activation" in meta and meta["activation"] not in ACTIVATIONS:
+        raise bad(f"metadata 'activation' must be one of {', '.join(ACTIVATIONS)}, got {shown(meta['activation'])}")
+    value_hidden = meta.get("value_hidden")
+    if "value_hidden" in meta and (not isinstance(value_hidden, list)
+                                   or not all(positive_int(h) for h in value_hidden)):
+        raise bad(f"metadata 'value_hidden' must be a list of positive integers, got {shown(value_hidden)}")
+    for key in ("has_critic", "action_clip"):
+        if key in meta and not isinstance(meta[key], bool):
+            raise bad(f"metadata {key!r} must be true or false, got {shown(meta[key])}")
+    norm = meta.get("obs_norm", {"convention": "robbench"})
+    if not isinstance(norm, dict) or norm.get("convention") not in OBS_NORM_CONVENTIONS:
+        raise bad(f"metadata 'obs_norm' must be a table whose 'convention' is one of "
+                  f"{', '.join(OBS_NORM_CONVENTIONS)}, got {shown(norm)}")
+    if norm["convention"] == "sb3":
+        eps, clip = norm.get("epsilon"), norm.get("clip_obs")
+        if not _finite_number(eps) or eps < 0:
+            raise bad(f"metadata obs_norm 'epsilon' must be a finite number ≥ 0, got {shown(eps)}")
+        if clip is not None and (not _finite_number(clip) or clip <= 0):
+            raise bad(f"metadata obs_norm 'clip_obs' must be null or a finite number > 0, got {shown(clip)}")
+    if meta.get("action_clip"):
+        bounds = [meta.get("action_low"), meta.get("action_high")]
+        for key, value in zip(("action_low", "action_high"), bounds):
+            if not isinstance(value, list) or len(value) != act_dim or not all(_finite_number(v) for v in value):
+                raise bad(f"metadata {key!r} must be a list of {act_dim} finite numbers when action_clip is true, "
+                          f"got {shown(value)}")
+        if any(lo > hi for lo, hi in zip(*bounds)):
+            raise bad("metadata 'action_low' exceeds 'action_high'")
+    return value_hidden, meta.get("has_critic", True), norm["convention"]
 
 
 def check_agent_file(path: str | Path, expected_env: str | None = None) -> dict:
@@ -269,18 +356,19 @@ def load_agent_file(path: str | Path, expected_env: str | None = None) -> Agent:
             f"checkpoint {str(path)!r} was trained on env {meta.get('env')!r}, not {expected_env!r}"
         )
     validate_agent(tensors, meta, path)
+    activation = meta.get("activation", "tanh")
     try:
-        policy = GaussianPolicy(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), 1.0)
-        value = ValueNet(meta["obs_dim"], tuple(meta["hidden"]))
+        policy = GaussianPolicy(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), 1.0, activation)
         policy.load_state_dict(_strip(tensors, "policy."))
-        value.load_state_dict(_strip(tensors, "value."))
-        stats = RunningMeanStd.from_state({k: v.numpy() for k, v in _strip(tensors, "obs_filter.").items()})
+        if meta.get("has_critic", True):
+            value = ValueNet(meta["obs_dim"], tuple(meta.get("value_hidden", meta["hidden"])), activation)
+            value.load_state_dict(_strip(tensors, "value."))
+        else:
+            value = MissingCritic(meta.get("agent_id", str(path)))
+        obs_filter = _obs_normalizer(meta, tensors)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         reason = " ".join(str(exc).split())
         raise RobbenchError(f"checkpoint {str(path)!r} does not hold a valid agent ({reason})") from None
-    obs_filter = ObsFilter(meta["obs_dim"])
-    obs_filter.stats = stats
-    obs_filter.frozen = True
     extra: dict[str, dict[str, torch.Tensor]] = {}
     for name, t in tensors.items():
         if name.startswith("extra."):
@@ -290,6 +378,21 @@ def load_agent_file(path: str | Path, expected_env: str | None = None) -> Agent:
     policy.eval()
     value.eval()
     return Agent(policy, value, obs_filter, meta, extra)
+
+
+def _obs_normalizer(meta: dict, tensors: dict[str, torch.Tensor]):
+    """The frozen observation normaliser of the agent's convention (`obs_norm_convention`)."""
+    convention = obs_norm_convention(meta)
+    if convention == "sb3":
+        norm = meta["obs_norm"]
+        return StaticObsNormalizer(tensors["obs_norm.mean"].double().numpy(), tensors["obs_norm.var"].double().numpy(),
+                                   norm["epsilon"], norm.get("clip_obs"))
+    if convention == "none":
+        return IdentityObsNormalizer()
+    obs_filter = ObsFilter(meta["obs_dim"])
+    obs_filter.stats = RunningMeanStd.from_state({k: v.numpy() for k, v in _strip(tensors, "obs_filter.").items()})
+    obs_filter.frozen = True
+    return obs_filter
 
 
 def _strip(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

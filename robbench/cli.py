@@ -1,6 +1,8 @@
 """The `robbench` command line (typer + rich).
 
     robbench train <method> <env> [--seed | --seeds 0-16] [--steps --preset --num-envs --param k=v]
+    robbench import <model> --env <env> [--format sb3|cleanrl|torch|rlzoo --vecnormalize --obs-stats --raw-obs
+                    --activation --spec --name]
     robbench run <grid.toml|yaml> [--workers N] [--backend local|ray [--address auto|host:port]]
     robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
     robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold]
@@ -274,7 +276,7 @@ def evaluate(
         if not setting or name not in table:
             raise RobbenchError(f"--param expects attack.key=value with a registered attack, got {key!r}")
         attack_params.setdefault(name, {})[setting] = value
-    from robbench.grid import attack_jobs
+    from robbench.grid import attack_jobs, critic_notice, drop_critic_cells
     from robbench.jobs import is_complete
 
     with _open_store(home, must_exist=agents != "zoo") as store:
@@ -289,6 +291,9 @@ def evaluate(
         for name, p in attack_params.items():  # bad settings: one line now, not one failure per job
             table[name](Protocol.for_env(store.get_agent(ids[0]).env, eps=eps).eps, **p)
         jobs = attack_jobs({aid: () for aid in ids}, names, attack_params, episodes, eps, fit=fit, force=force)
+        jobs, no_critic = drop_critic_cells(store, jobs)  # never attack a value network an agent lacks
+        for aid, name in no_critic:
+            console.print(critic_notice(aid, name), markup=False, highlight=False, soft_wrap=True)
         skipped = []
         if not fit:  # cells of learned attacks with no stored artifact cannot run
             runnable = []
@@ -308,6 +313,44 @@ def evaluate(
         console.print(f"skipped (--no-fit, no stored artifact): {', '.join(skipped)}")
     _exit_on_failures(outcomes)
     console.print("done; see `robbench report`")
+
+
+# -------------------------------------------------------------------------------------------- import
+@app.command("import")
+@cli_errors
+def import_(
+    path: str = typer.Argument(..., metavar="PATH", help="The agent: an SB3 .zip, a CleanRL .cleanrl_model, "
+                               ".safetensors weights (--format torch, with --spec), or an rl-zoo3 run folder."),
+    env: Optional[str] = typer.Option(None, "--env", help="Environment it was trained on (`robbench list envs`)."),
+    format: Optional[str] = typer.Option(None, "--format", help="sb3, cleanrl, torch or rlzoo (default: from the "
+                                         "file name; a folder is an rl-zoo3 run)."),
+    vecnormalize: Optional[str] = typer.Option(None, "--vecnormalize", help="SB3 VecNormalize .pkl (read without "
+                                               "running code) with the observation statistics."),
+    obs_stats: Optional[str] = typer.Option(None, "--obs-stats", help="Observation statistics as .npz or .json: "
+                                            "mean, var, optional epsilon (1e-8) and clip_obs (10)."),
+    raw_obs: bool = typer.Option(False, "--raw-obs", help="The agent was trained on raw, unnormalised observations."),
+    activation: Optional[str] = typer.Option(None, "--activation", help="tanh, relu or elu, when the model file "
+                                             "does not record it."),
+    spec: Optional[str] = typer.Option(None, "--spec", help="--format torch: the JSON architecture spec "
+                                       "(default: PATH with .json)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Method part of the agent id (default: the file name)."),
+    home: Optional[str] = HomeOpt,
+):
+    """Register an agent trained elsewhere (SB3, CleanRL, plain torch) as <env>/<name>/external/<seed>.
+
+    Its observation normalisation and action clipping are recorded and reproduced in every evaluation."""
+    from robbench.envs import ENVS, get_env_spec
+    from robbench.importers import import_agent
+
+    if env is None:
+        raise RobbenchError(f"--env is required: the env the agent was trained on ({', '.join(sorted(ENVS))})")
+    get_env_spec(env)
+    with _open_store(home, must_exist=False) as store:
+        done = import_agent(store, path, env, fmt=format, vecnormalize=vecnormalize, obs_stats=obs_stats,
+                            raw_obs=raw_obs, activation=activation, spec=spec, name=name)
+    verb = "imported" if done.created else "already imported (same files and options)"
+    console.print(f"{verb}: {done.summary()}", markup=False, highlight=False, soft_wrap=True)
+    typer.echo(done.agent_id)
 
 
 # -------------------------------------------------------------------------------------------- report
@@ -378,13 +421,15 @@ def run(
     home: Optional[str] = HomeOpt,
 ):
     """Run a whole benchmark grid (train → fit → evaluate → certify) as jobs; re-run to resume."""
-    from robbench.grid import grid_jobs, load_grid
+    from robbench.grid import critic_notice, drop_critic_cells, grid_jobs, load_grid
     from robbench.jobs import is_complete
 
     _check_executor(backend, workers, address)
     grid = load_grid(grid_file)
     with _open_store(home, must_exist=False) as store:
-        jobs = grid_jobs(grid, store)
+        jobs, no_critic = drop_critic_cells(store, grid_jobs(grid, store))
+        for aid, name in no_critic:
+            console.print(critic_notice(aid, name), markup=False, highlight=False, soft_wrap=True)
         root = store.home
         if dry_run:
             t = Table("kind", "job", "state", box=box.SIMPLE_HEAD)

@@ -344,6 +344,32 @@ def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], para
     return jobs
 
 
+def drop_critic_cells(store, jobs: list[Job]) -> tuple[list[Job], list[tuple[str, str]]]:
+    """Leave out the fit and evaluate jobs of attacks that need a critic (`Attack.needs_critic`) on
+    stored agents that have none (`has_critic: false`, e.g. an imported policy without a value
+    network): such a cell would otherwise attack a network that does not exist. Returns (the jobs
+    kept, the (agent id, attack) pairs left out, each once); `critic_notice` words them."""
+    from robbench.registry import get_attack
+
+    critic_less = {a.agent_id for a in store.agents() if a.meta.get("has_critic", True) is False}
+    kept: list[Job] = []
+    dropped: dict[tuple[str, str], None] = {}
+    dropped_keys: set[str] = set()
+    for job in jobs:
+        aid, name = job.spec.get("agent_id"), job.spec.get("attack")
+        if (job.kind in ("fit", "evaluate") and aid in critic_less and get_attack(name).needs_critic) \
+                or any(d in dropped_keys for d in job.deps):
+            dropped[(aid, name)] = None
+            dropped_keys.add(job.key)
+            continue
+        kept.append(job)
+    return kept, list(dropped)
+
+
+def critic_notice(agent_id: str, attack: str) -> str:
+    return f"skipped: attack {attack!r} needs a critic (value network); agent {agent_id!r} has none"
+
+
 def certify_jobs(agent_deps: dict[str, tuple[str, ...]], methods: list[str], eps: float | None, states: int,
                  threshold: float) -> list[Job]:
     return [

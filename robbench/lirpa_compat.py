@@ -324,12 +324,22 @@ def _quiet() -> Any:
         logger.setLevel(old)
 
 
+UNSUPPORTED_LAYERS: tuple[type, ...] = (torch.nn.ELU,)
+"""Activations robbench policies may have (robbench.policy.ACTIVATIONS) that auto-LiRPA 0.3 cannot bound."""
+
+
 def bounded_module(model: torch.nn.Module, example_input: torch.Tensor) -> Any:
     """Wrap ``model`` (a feed-forward ``Tensor -> Tensor`` module) as an ``auto_LiRPA.BoundedModule``.
 
     The BoundedModule shares its parameters with ``model`` (bounds differentiate into them); its
     batch size is free, ``example_input`` only fixes the feature shape and device.
     """
+    unsupported = sorted({type(m).__name__ for m in model.modules() if isinstance(m, UNSUPPORTED_LAYERS)})
+    if unsupported:
+        from robbench.errors import RobbenchError
+
+        raise RobbenchError(f"certified bounds do not support {', '.join(unsupported)} layers (auto-LiRPA 0.3 has "
+                            "no relaxation for them); only Linear networks with tanh or ReLU activations are bounded")
     lirpa = import_auto_lirpa()
     try:
         with _quiet():

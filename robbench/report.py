@@ -93,6 +93,7 @@ FLAG_LABELS = {
     "action-unmoved": "action never moved",
     "random-worst": "worst only by random",
     "missing-attacks": "incomplete suite, unranked",
+    "no-critic": "no critic: critic attacks n/a",
     "not-converged": "not converged",
     "best-known-lower": "best known lower",
 }
@@ -103,6 +104,8 @@ FLAG_TEXT = {
                     "paper_steps, or budget ≠ \"paper\")",
     "action-unmoved": "an attack that never moved the action (info max_action_change = 0)",
     "random-worst": "worst case set only by random noise: no stronger attack lowered it",
+    "no-critic": "the agent has no value network (an imported agent): the attacks that need one (critic, "
+                 "apgd_critic) were not run, and its worst case is over the other members",
     "missing-attacks": "not evaluated under every cell of the board's standard attack suite: its worst case "
                        "is a minimum over fewer attacks, so it is listed below the ranked rows, unranked",
     "not-converged": "the last doubling of the suite's scan budget (members tried per learned or screened "
@@ -130,6 +133,7 @@ class Entry:
     board_attacks: list[str] = field(default_factory=list)  # every attack some entry of the board has
     extra_cells: dict[str, dict[str, Any]] = field(default_factory=dict)  # non-suite cells: best known only
     missing: list[str] = field(default_factory=list)  # suite members without all their cells
+    not_applicable: list[str] = field(default_factory=list)  # attacks needing a critic the agent lacks
     rank: int | None = None  # None: not evaluated under the full suite, listed unranked
 
     @property
@@ -218,6 +222,9 @@ class Entry:
             elif code == "missing-attacks":
                 if self.missing:
                     out.append((code, self.missing))
+            elif code == "no-critic":
+                if self.not_applicable:
+                    out.append((code, self.not_applicable))
             elif code == "not-converged":
                 if self.converged is False:
                     out.append((code, []))
@@ -378,6 +385,7 @@ def build_boards(store: ResultsStore) -> list[Board]:
         return canonical_json(cell["attack_config"]) in member_configs[key]
 
     agents = {a.agent_id: a for a in store.agents()}
+    critic_less = {aid for aid, a in agents.items() if a.meta.get("has_critic") is False}
     certs = load_certificates(store)
     groups: dict[tuple, dict[str, tuple[Entry, list[dict]]]] = {}
     protocols: dict[tuple, dict] = {}
@@ -391,6 +399,12 @@ def build_boards(store: ResultsStore) -> list[Board]:
         entry, raw = groups.setdefault(key, {}).setdefault(agent.agent_id, (
             Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256), []))
         raw.append(dict(cell, returns=[e["ret"] for e in store.episodes(cell["cell_key"])]))
+    from robbench.registry import get_attack
+
+    def not_applicable(entry: Entry, names) -> list[str]:
+        """Members an agent without a critic cannot be attacked by (they are skipped, never run on zeros)."""
+        return [a for a in names if entry.agent_id in critic_less and get_attack(a).needs_critic]
+
     boards = []
     for key in sorted(groups):
         env, eps = key[0], key[1]
@@ -401,7 +415,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
             suite_configs = [{a: {canonical_json(c["attack_config"]) for c in raw
                                   if c["attack"] == a and in_suite(suite, c)} for a in suite.attacks}
                              for _, raw in pairs]
-            if any(all(len(have[a]) >= counts[a] for a in suite.attacks) for have in suite_configs):
+            if any(all(len(have[a]) >= counts[a] or a in not_applicable(e, [a]) for a in suite.attacks)
+                   for (e, _), have in zip(pairs, suite_configs)):
                 standard = True
                 break
         if not standard:
@@ -413,7 +428,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
                 _add_member(e.cells if (not standard or in_suite(suite, cell)) else e.extra_cells, cell)
             e.certificate = pick_certificate(certs, e.agent_id, e.sha256, eps)
             if standard:
-                e.missing = [a for a in suite.attacks if len(have[a]) < counts[a]]
+                e.not_applicable = not_applicable(e, suite.attacks)
+                e.missing = [a for a in suite.attacks if len(have[a]) < counts[a] and a not in e.not_applicable]
         entries = [e for e, _ in pairs]
         if standard:
             attacks = [a for a in suite.attacks if any(a in e.cells for e in entries)]  # the suite's order
@@ -422,7 +438,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
             order = {a: i for i, a in enumerate(suite.attacks)}
             attacks = sorted(present, key=lambda a: (order.get(a, len(order)), a))
             for e in entries:
-                e.missing = [a for a in attacks if a not in e.cells]
+                e.not_applicable = not_applicable(e, attacks)
+                e.missing = [a for a in attacks if a not in e.cells and a not in e.not_applicable]
         for e in entries:
             e.board_attacks = attacks
         entries.sort(key=lambda e: (bool(e.missing), _rank_key(e)))
@@ -467,7 +484,8 @@ def board_rows(board: Board) -> list[dict[str, Any]]:
     for e in board.entries:
         worst = e.worst
         row: dict[str, Any] = {
-            "rank": e.rank, "suite": board.suite, "complete": not e.missing, "missing_attacks": e.missing, "agent": e.agent_id, "method": e.method, "seed": e.seed, "preset": e.preset,
+            "rank": e.rank, "suite": board.suite, "complete": not e.missing, "missing_attacks": e.missing,
+            "not_applicable_attacks": e.not_applicable, "agent": e.agent_id, "method": e.method, "seed": e.seed, "preset": e.preset,
             "train_steps": e.steps,
         }
         for a in board.attacks:
@@ -999,6 +1017,8 @@ def _flag_legend(b: Board) -> list[str]:
 
 
 def _cell_text(e: Entry, a: str) -> str:
+    if a in e.not_applicable and a not in e.cells:
+        return "n/a (no critic)"
     text = _fmt(e.cells.get(a))
     return text + " ⚠" if e.cell_flags(a) else text
 
@@ -1162,6 +1182,7 @@ def to_csv(boards: list[Board]) -> str:
             flat.update(row)
             flat["flags"] = " ".join(row["flags"])
             flat["missing_attacks"] = " ".join(row["missing_attacks"])  # lists are space-separated, like flags
+            flat["not_applicable_attacks"] = " ".join(row["not_applicable_attacks"])
             flat["worst_by_budget"] = " ".join(f"{p['budget_fraction']:g}:{p['worst_mean']:.6f}"
                                                for p in row["worst_by_budget"])
             for a in b.attacks:

@@ -161,3 +161,37 @@ def test_a_board_is_ranked_by_the_newest_suite_some_row_has_in_full(tmp_path):
     by = {e.method: e for e in board.entries}
     assert [e.method for e in board.ranked] == ["beta"] and by["beta"].worst[0] == 900
     assert by["alpha"].rank is None and by["alpha"].missing == ["ars_director"]
+
+
+def test_an_agent_without_a_critic_is_ranked_without_the_critic_members_and_says_so(tmp_path):
+    """An imported agent with no value network: `critic` is skipped by the planner, so its row lacks that
+    cell. It is still complete (the member does not apply), ranked, flagged, and the cell reads n/a."""
+    from robbench import report
+    from tests.test_suite import add_cell
+
+    suite = get_suite()
+    with ResultsStore(tmp_path) as st:
+        recs = {}
+        for method, has_critic in (("withcritic", True), ("nocritic", False)):
+            path = st.agent_path("hopper", method, "paper", 0)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(method.encode())
+            recs[method] = st.register_agent({"agent_id": f"hopper/{method}/paper/0", "method": method,
+                                              "env": "hopper", "seed": 0, "preset": "paper", "budget": "paper",
+                                              "steps": 1, "has_critic": has_critic}, path)
+        for method, rec in recs.items():
+            for attack in suite.attacks:
+                if method == "nocritic" and get_attack(attack).needs_critic:
+                    continue
+                for cfg in sorted(suite.member_configs(attack, EPS)):
+                    add_cell(st, rec, attack, 3000 if attack == "none" else 2000, json.loads(cfg))
+        (board,) = report.build_boards(st)
+    assert board.suite == suite.id
+    by = {e.method: e for e in board.entries}
+    assert by["nocritic"].rank is not None and by["nocritic"].missing == []
+    assert by["nocritic"].not_applicable == ["critic"] and by["withcritic"].not_applicable == []
+    assert ("no-critic", ["critic"]) in by["nocritic"].flags()
+    md = report.to_markdown([board])
+    assert "n/a (no critic)" in md and "no critic: critic attacks n/a" in md
+    row = next(r for r in json.loads(report.to_json([board])) if r.get("agent") == "hopper/nocritic/paper/0")
+    assert row["not_applicable_attacks"] == ["critic"] and row["complete"] is True
