@@ -62,7 +62,7 @@ def estimate_seconds(kind: str, spec: dict[str, Any]) -> float:
                     p = attack.params
                     batch = (2 * p["directions"] + 1) * p["episodes"]
                     seconds += (p["iterations"] * evaluation_seconds(batch, 1000, p["actor_steps"])
-                                + evaluation_seconds(2 * p["check_episodes"], 1000, p["actor_steps"]))
+                                + evaluation_seconds((2 + p["finalists"]) * p["check_episodes"], 1000, p["actor_steps"]))
                 return seconds
             rate = STEP_S["sarsa"] if spec["attack"] == "rs" else STEP_S["adversary"]
             return float(cfg.get("train_steps", 100_000)) * rate
