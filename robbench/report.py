@@ -1405,7 +1405,7 @@ def plot_performance_profile(b: Board) -> str | None:
     profiles = performance_profiles(b)
     if not profiles:
         return None
-    fig = _figure(6.4, 4.0)
+    fig = _figure(8.4, 4.0)
     ax = fig.add_subplot()
     colors = _color_map(list(profiles))
     top = max(t[-1] for t, _ in profiles.values())
@@ -1416,7 +1416,7 @@ def plot_performance_profile(b: Board) -> str | None:
     ax.set_ylabel("fraction of seeds with worst case ≥ τ")
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right", frameon=False)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)  # beside, not over
     return _png(fig)
 
 
