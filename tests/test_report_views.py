@@ -411,7 +411,8 @@ def test_certified_deviation_prefers_crown_and_says_so(tmp_path):
     row1 = next(line for line in md.splitlines() if "`hopper/ppo/paper/1`" in line and line.startswith("| 2 "))
     assert "| — |" in row1
     html_text = cli("report", "--home", tmp_path, "--format", "html").output
-    assert html_text.count("<img") == 3 and "certified vs empirical action deviation" in html_text
+    assert html_text.count("<img") == 4 and "certified vs empirical action deviation" in html_text
+    assert "performance profile over training seeds" in html_text  # the fourth: seeds as the unit
 
 
 # ----------------------------------------------------------------------------------- formats
