@@ -54,6 +54,10 @@ _COUNTS = ("iterations", "directions", "top", "episodes", "actor_steps", "check_
            "screen_episodes", "screen_steps")
 
 
+def _seed_ok(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 def director(theta: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
     """d(s) = b + W·s for θ = [b | W] of shape (A, 1 + n) or one per row (N, A, 1 + n), states (N, n)."""
     return theta[..., 0] + (theta[..., 1:] @ states.unsqueeze(-1)).squeeze(-1)
@@ -110,7 +114,11 @@ class ARSDirectorAttack(LearnedAttack):
                 raise RobbenchError(f"attack 'ars_director': {key} must be a positive number, got {v!r}")
         for key in ("seed", "search_seed", "check_seed"):
             v = p[key]
-            if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            if key == "search_seed" and isinstance(v, (list, tuple)):  # a scan: one restart per seed
+                if not v or len(set(map(repr, v))) != len(v) or not all(_seed_ok(s) for s in v):
+                    raise RobbenchError(f"attack 'ars_director': search_seed as a list must hold distinct "
+                                        f"integers ≥ 0 (one restart each), got {v!r}")
+            elif not _seed_ok(v):
                 raise RobbenchError(f"attack 'ars_director': {key} must be an integer ≥ 0, got {v!r}")
         self.theta: torch.Tensor | None = None
         self.start: torch.Tensor | None = None
@@ -121,6 +129,16 @@ class ARSDirectorAttack(LearnedAttack):
         return {"iterations": 15, "directions": 8, "top": 4, "noise": 0.3, "step": 0.3, "episodes": 3,
                 "actor_steps": 10, "check_episodes": 8, "finalists": 3, "search_seed": 4_000_000, "check_seed": 4_900_000,
                 "screen_episodes": 4, "screen_steps": 20, "seed": 0}
+
+    @classmethod
+    def scan_members(cls, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """`search_seed` as a list is a scan of restarts: one independent search (its own held-out
+        search episodes, the same screening and check episodes) per seed, each its own cell; the
+        board keeps the lowest. A single seed is one search (standard-v2's member)."""
+        seeds = params.get("search_seed")
+        if isinstance(seeds, (list, tuple)):
+            return [{"search_seed": int(s)} for s in seeds]
+        return [{}]
 
     @property
     def steps(self) -> int:
@@ -144,6 +162,9 @@ class ARSDirectorAttack(LearnedAttack):
         from robbench.resume import take_active
 
         p = self.params
+        if isinstance(p["search_seed"], (list, tuple)):
+            raise RobbenchError("attack 'ars_director': search_seed is a list (a scan of restarts); fit one "
+                                "member per seed (the grid does: `robbench evaluate` expands it)")
         agent = victim.agent
         screen = TargetedAttack(self.eps, screen_episodes=p["screen_episodes"], steps=p["screen_steps"])
         screen_stats = screen.fit(victim, torch.Generator().manual_seed(0))

@@ -246,7 +246,7 @@ class Entry:
 
 def _member_order(cell: dict[str, Any]) -> tuple:
     cfg = cell.get("attack_config", {})
-    return (cfg.get("member", cfg.get("rank", 0)), cell.get("cell_key", ""))
+    return (cfg.get("member", cfg.get("rank", cfg.get("search_seed", 0))), cell.get("cell_key", ""))
 
 
 def _is_number(v: Any) -> bool:

@@ -12,6 +12,7 @@ import torch
 
 from robbench import resume
 from robbench.attacks.ars_director import ARSDirectorAttack, ars_step, director
+from robbench.errors import RobbenchError
 from robbench.registry import get_attack
 from robbench.store import ResultsStore
 from robbench.suite import STANDARD, get_suite
@@ -20,7 +21,9 @@ from tests.test_suite import EPS, OBS_DIM, PLANTED_AXIS, planted_victim
 
 torch.set_num_threads(1)
 STANDARD_V2_FINGERPRINT = "bd3749b05e1f"
-"""standard-v2 as released; change a member or a default only in a new version (standard-v3)."""
+"""standard-v2 as released; change a member or a default only in a new version."""
+STANDARD_V3_FINGERPRINT = "12e851f78b2f"
+"""standard-v3 as released (v2 with three director restarts); change it only in a new version."""
 TINY_FINALISTS = 2
 TINY = dict(iterations=2, directions=2, top=1, episodes=1, check_episodes=1, screen_episodes=1, screen_steps=3,
             actor_steps=3, finalists=TINY_FINALISTS)
@@ -32,11 +35,33 @@ def gen(seed: int = 0) -> torch.Generator:
 
 def test_standard_v2_is_v1_plus_the_director_and_is_pinned():
     v1, v2 = get_suite("standard-v1"), get_suite("standard-v2")
-    assert v2.fingerprint == STANDARD_V2_FINGERPRINT and STANDARD == "standard-v2" and get_suite() is v2
+    assert v2.fingerprint == STANDARD_V2_FINGERPRINT
     assert [a for a in v2.attacks if a != "ars_director"] == v1.attacks
     assert v2.attacks.index("ars_director") == v2.attacks.index("targeted") + 1
     for attack in v1.attacks:  # every v1 cell is a v2 cell: a home moves to v2 by running one member
         assert v2.member_configs(attack, EPS) == v1.member_configs(attack, EPS)
+
+
+def test_standard_v3_restarts_the_director_and_keeps_every_v2_cell():
+    v2, v3 = get_suite("standard-v2"), get_suite("standard-v3")
+    assert v3.fingerprint == STANDARD_V3_FINGERPRINT and STANDARD == "standard-v3" and get_suite() is v3
+    assert v3.attacks == v2.attacks and v3.cell_counts(EPS)["ars_director"] == 3
+    for attack in v2.attacks:  # every v2 cell is a v3 cell: v2's director is v3's first restart
+        assert v2.member_configs(attack, EPS) <= v3.member_configs(attack, EPS)
+    seeds = sorted(json.loads(c)["search_seed"] for c in v3.member_configs("ars_director", EPS))
+    assert seeds == [4_000_000, 5_000_000, 6_000_000]
+
+
+def test_a_list_of_search_seeds_is_a_scan_of_restarts_and_is_validated():
+    cls = get_attack("ars_director")
+    assert cls.scan_members({"search_seed": [7, 9]}) == [{"search_seed": 7}, {"search_seed": 9}]
+    assert cls.scan_members({}) == [{}] and cls.scan_members({"search_seed": 7}) == [{}]
+    ARSDirectorAttack(EPS, search_seed=[1, 2])  # a scan validates as its settings
+    for bad in ([], [1, 1], [1, -2], [1, True], [1.5]):
+        with pytest.raises(RobbenchError, match="search_seed as a list"):
+            ARSDirectorAttack(EPS, search_seed=bad)
+    with pytest.raises(RobbenchError, match="is a list"):  # one fit per member, never one for the scan
+        ARSDirectorAttack(EPS, search_seed=[1, 2]).fit(None, gen())
 
 
 def test_ars_step_descends_a_quadratic_and_stands_still_without_signal():
