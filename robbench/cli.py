@@ -1,7 +1,7 @@
 """The `robbench` command line (typer + rich).
 
     robbench train <method> <env> [--seed | --seeds 0-16] [--steps --preset --num-envs --param k=v]
-    robbench import <model> --env <env> [--format sb3|cleanrl|torch|rlzoo --vecnormalize --obs-stats --raw-obs
+    robbench import <model> --env <env> [--format sb3|cleanrl|torch|onnx|rlzoo --vecnormalize --obs-stats --raw-obs
                     --activation --spec --name]
     robbench run <grid.toml|yaml> [--workers N] [--backend local|ray [--address auto|host:port]]
     robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
@@ -320,9 +320,10 @@ def evaluate(
 @cli_errors
 def import_(
     path: str = typer.Argument(..., metavar="PATH", help="The agent: an SB3 .zip, a CleanRL .cleanrl_model, "
-                               ".safetensors weights (--format torch, with --spec), or an rl-zoo3 run folder."),
+                               ".safetensors weights (--format torch, with --spec), an ONNX MLP (with --spec), or an "
+                               "rl-zoo3 run folder."),
     env: Optional[str] = typer.Option(None, "--env", help="Environment it was trained on (`robbench list envs`)."),
-    format: Optional[str] = typer.Option(None, "--format", help="sb3, cleanrl, torch or rlzoo (default: from the "
+    format: Optional[str] = typer.Option(None, "--format", help="sb3, cleanrl, torch, onnx or rlzoo (default: from the "
                                          "file name; a folder is an rl-zoo3 run)."),
     vecnormalize: Optional[str] = typer.Option(None, "--vecnormalize", help="SB3 VecNormalize .pkl (read without "
                                                "running code) with the observation statistics."),
@@ -331,12 +332,12 @@ def import_(
     raw_obs: bool = typer.Option(False, "--raw-obs", help="The agent was trained on raw, unnormalised observations."),
     activation: Optional[str] = typer.Option(None, "--activation", help="tanh, relu or elu, when the model file "
                                              "does not record it."),
-    spec: Optional[str] = typer.Option(None, "--spec", help="--format torch: the JSON architecture spec "
+    spec: Optional[str] = typer.Option(None, "--spec", help="--format torch: the JSON architecture spec; onnx: its log σ "
                                        "(default: PATH with .json)."),
     name: Optional[str] = typer.Option(None, "--name", help="Method part of the agent id (default: the file name)."),
     home: Optional[str] = HomeOpt,
 ):
-    """Register an agent trained elsewhere (SB3, CleanRL, plain torch) as <env>/<name>/external/<seed>.
+    """Register an agent trained elsewhere (SB3, CleanRL, plain torch, ONNX) as <env>/<name>/external/<seed>.
 
     Its observation normalisation and action clipping are recorded and reproduced in every evaluation."""
     from robbench.envs import ENVS, get_env_spec

@@ -41,7 +41,7 @@ import torch
 
 from robbench.errors import RobbenchError, unknown
 
-FORMATS = ("sb3", "cleanrl", "torch", "rlzoo")
+FORMATS = ("sb3", "cleanrl", "torch", "onnx", "rlzoo")
 BUDGET = "external"
 ACTIVATION_NAMES = {"Tanh": "tanh", "ReLU": "relu", "ELU": "elu"}  # torch class -> robbench name
 MAX_FILE_BYTES = 512 << 20  # no policy robbench can evaluate comes near this; larger is refused unread
@@ -683,7 +683,7 @@ def detect_format(path: str | Path) -> str:
     if Path(path).is_dir():
         return "rlzoo"
     suffix = Path(path).suffix.lower()
-    found = {".zip": "sb3", ".cleanrl_model": "cleanrl", ".safetensors": "torch"}.get(suffix)
+    found = {".zip": "sb3", ".cleanrl_model": "cleanrl", ".safetensors": "torch", ".onnx": "onnx"}.get(suffix)
     if found is None:
         raise RobbenchError(f"cannot tell the format of {str(path)!r} from its name; pass --format "
                             f"({', '.join(f for f in FORMATS if f != 'rlzoo')}; an rl-zoo3 run is a folder)")
@@ -693,14 +693,19 @@ def detect_format(path: str | Path) -> str:
 def read_network(path: str | Path, fmt: str, activation: str | None = None, spec: str | Path | None = None) -> Network:
     if fmt not in FORMATS:
         raise unknown("format", fmt, FORMATS)
-    if fmt != "torch" and spec is not None:
-        raise RobbenchError(f"--spec is for --format torch only (format {fmt!r} carries its architecture)")
+    if fmt not in ("torch", "onnx") and spec is not None:
+        raise RobbenchError(f"--spec is for --format torch and onnx only (format {fmt!r} carries its architecture)")
     if fmt == "sb3":
         return read_sb3(path, activation)
     if fmt == "cleanrl":
         return read_cleanrl(path, activation)
     if activation is not None:
-        raise RobbenchError("--activation is not used with --format torch: the architecture spec gives it")
+        raise RobbenchError(f"--activation is not used with --format {fmt}: "
+                            + ("the architecture spec gives it" if fmt == "torch" else "the graph gives it"))
+    if fmt == "onnx":
+        from robbench.importers_onnx import read_onnx
+
+        return read_onnx(path, spec)
     return read_torch(path, spec)
 
 
@@ -718,7 +723,8 @@ def read_obs_norm(fmt: str, vecnormalize: str | Path | None, obs_stats: str | Pa
         return ObsStats("none", source="--raw-obs")
     hint = {"sb3": "its VecNormalize file (--vecnormalize vecnormalize.pkl)",
             "cleanrl": "the NormalizeObservation statistics CleanRL does not save (--obs-stats mean/var .npz or .json)",
-            "torch": "its statistics (--obs-stats mean/var .npz or .json)"}[fmt]
+            "torch": "its statistics (--obs-stats mean/var .npz or .json)",
+            "onnx": "its statistics (--obs-stats mean/var .npz or .json)"}[fmt]
     raise RobbenchError(f"the observation normalisation is not in the model file: pass {hint}, or --raw-obs "
                         "if it was trained on raw observations")
 
