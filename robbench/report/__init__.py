@@ -49,7 +49,7 @@ from robbench.report.render_json import ranking_json, to_json
 from robbench.report.render_latex import latex_escape, to_latex
 from robbench.report.render_markdown import to_markdown
 from robbench.report.tables import (
-    AGG_INTRO, COLUMNS_NOTE, SIG_INTRO, aggregate_cells, aggregate_header, board_cells, board_header, claims_cells,
+    AGG_INTRO, COLUMNS_NOTE, RANKING_COLUMNS, SIG_INTRO, aggregate_cells, aggregate_header, board_cells, board_header, claims_cells,
     claims_header, published_cells, published_header, ranking_cells, ranking_header, ranking_summary,
     significance_cells, significance_header, training_notes,
 )
@@ -79,7 +79,7 @@ def render(store: ResultsStore, fmt: str, compare_paper: bool = False, paper_csv
 __all__ = [
     "AD_HOC", "AGG_INTRO", "BOOTSTRAP_SEED", "CERT_PREFERENCE", "COLUMNS_NOTE", "CONFIDENCE", "CONVERGENCE_TOLERANCE",
     "EXTENSIONS", "FLAG_LABELS", "FLAG_TEXT", "FORMATS", "MAIN_TABLE", "MIN_EPISODES", "NATURAL", "OURS_LABEL",
-    "PAPER_ATTACKS", "PAPER_CSV", "PAPER_LABEL", "PAPER_METHODS", "RANDOM", "RANKING_INTRO", "RENDERERS",
+    "PAPER_ATTACKS", "PAPER_CSV", "PAPER_LABEL", "PAPER_METHODS", "RANDOM", "RANKING_COLUMNS", "RANKING_INTRO", "RENDERERS",
     "SIG_INTRO", "Board", "BoardAnalysis", "Claim", "Comparison", "Document", "Entry", "PaperRanking", "PaperRow",
     "RankingRow", "SeedAggregate", "Significance", "aggregate_cells", "aggregate_header", "analyse",
     "attach_published", "attack_order", "board_cells", "board_header", "board_rows", "build_boards", "cell_flags",

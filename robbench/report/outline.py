@@ -22,7 +22,7 @@ from robbench.report.analysis import BoardAnalysis, analyse
 from robbench.report.model import Board
 from robbench.report.paper import PAPER_ATTACKS, PAPER_LABEL, RANKING_INTRO
 from robbench.report.tables import (
-    AGG_INTRO, COLUMNS_HEAD, COLUMNS_ITEMS, SIG_INTRO, Cell, _flag_legend, _published_intro, aggregate_cells,
+    AGG_INTRO, BOARD_TRAILING, COLUMNS_HEAD, COLUMNS_ITEMS, SIG_INTRO, Cell, _flag_legend, _published_intro, aggregate_cells,
     aggregate_header, attack_settings, board_align, board_cells, board_header, board_pinned, cells, claims_cells,
     claims_header, env_note, published_cells, published_header, ranking_cells, ranking_header, ranking_summary,
     significance_cells, significance_header, training_notes,
@@ -70,7 +70,8 @@ class ItemList:
 class Table:
     """`name` says which table it is (a page's CSS class); `caption` titles it where a format floats
     tables away from the text (LaTeX); `align` is one "l"/"r" per column; `pinned` are the columns a
-    wide page keeps in view, shown first (the ranking columns of the board)."""
+    wide page keeps in view, shown first (the ranking columns of the board), and `trailing` the ones it
+    moves to the end (what the agent id already says), so the per-attack columns follow the pinned ones."""
 
     kind: ClassVar[str] = "table"
     name: str
@@ -79,11 +80,13 @@ class Table:
     rows: list[list[Cell]]
     align: str
     pinned: tuple[int, ...] = ()
+    trailing: tuple[int, ...] = ()
 
     @property
     def column_order(self) -> list[int]:
-        """Pinned columns first, then the others in their order."""
-        return list(self.pinned) + [j for j in range(len(self.header)) if j not in self.pinned]
+        """A page's column order: pinned columns, the others in their order, then the trailing ones."""
+        rest = [j for j in range(len(self.header)) if j not in self.pinned and j not in self.trailing]
+        return [*self.pinned, *rest, *self.trailing]
 
 
 @dataclass(frozen=True)
@@ -131,7 +134,7 @@ def board_sections(b: Board, a: BoardAnalysis) -> list[Section]:
 
     out += [Heading("Every agent, ranked by worst-case return"), ItemList(COLUMNS_HEAD, COLUMNS_ITEMS),
             Table("board", f"{b.title}. {b.subtitle}", board_header(b), board_cells(b), board_align(b),
-                  board_pinned(b))]
+                  board_pinned(b), BOARD_TRAILING)]
     legend = _flag_legend(b)
     if legend:
         out.append(ItemList("⚠ marks results that cannot be fully trusted:", tuple(legend), "warn"))

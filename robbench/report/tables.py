@@ -167,13 +167,17 @@ def training_notes(b: Board) -> list[str]:
 
 def _flag_legend(b: Board) -> list[str]:
     codes = [c for c in FLAG_LABELS if any(c == code for e in b.entries for code, _ in e.flags())]
-    return [f"{FLAG_LABELS[c]} — {FLAG_TEXT[c]}" for c in codes]
+    return [f"{FLAG_LABELS[c]} (`{c}`) — {FLAG_TEXT[c]}" for c in codes]
 
 
 # ------------------------------------------------------------------------------------ tables
 RANKING_COLUMNS = ("#", "agent", "natural", "worst", "worst-case robustness", "best known",
                    "certified action dev. mean / max", "flags")
 """The columns that rank a board: a page keeps them in view while the per-attack columns scroll."""
+
+
+BOARD_TRAILING = (2, 3, 4)
+"""method, seed and budget: the agent id (`env/method/preset/seed`) says them already."""
 
 
 def board_header(b: Board) -> list[str]:
@@ -211,8 +215,9 @@ def board_row(e: Entry, attacks: list[str]) -> list[Cell]:
         row.append(Cell(f"{best[0]:.0f}", detail=_attack_name(best[1]), key=best[0]))
     row.append(Cell(f"{cert['mean_dev']:.3g} / {cert['max_dev']:.3g}", detail=cert["method"], key=cert["max_dev"])
                if cert else Cell("—"))
-    chips = tuple((FLAG_LABELS[code], ", ".join(_attack_name(a) for a in attacks_of) + (": " if attacks_of else "")
-                   + FLAG_TEXT[code]) for code, attacks_of in e.flags())
+    # a page shows each flag as its short code (the legend and the CSV/JSON use the same codes), details on hover
+    chips = tuple((code, FLAG_LABELS[code] + (f" ({', '.join(_attack_name(a) for a in attacks_of)})" if attacks_of
+                                               else "") + ": " + FLAG_TEXT[code]) for code, attacks_of in e.flags())
     row.append(Cell(_fmt_flags(e), chips=chips, key=len(chips)))
     return row
 

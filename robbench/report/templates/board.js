@@ -30,7 +30,7 @@
       });
     });
   });
-  /* Pin the longest run of ranking columns that leaves a fifth of the box for the scrolling columns. */
+  /* Pin the longest run of ranking columns that leaves a tenth of the box for the scrolling columns. */
   function pin() {
     document.querySelectorAll("table.board").forEach(function (t) {
       var pins = t.tHead.rows[0].querySelectorAll("th.pin"), lefts = [], total = 0, n = 0;
@@ -40,7 +40,7 @@
       for (var k = 0; k < pins.length; k++) {
         lefts.push(total);
         total += pins[k].getBoundingClientRect().width;
-        if (total <= 0.8 * t.parentNode.clientWidth) n = k + 1;
+        if (total <= 0.9 * t.parentNode.clientWidth) n = k + 1;
       }
       Array.prototype.forEach.call(t.rows, function (r) {
         for (var k = 0; k < n; k++) {
