@@ -91,11 +91,13 @@ class Table:
 
 @dataclass(frozen=True)
 class Figures:
-    """The board's plots (robbench.report.plots), drawn from its analysis by the formats that show images."""
+    """The board's plots (robbench.report.plots), drawn from its analysis by the formats that show images;
+    `title` heads them there (a format without images leaves out the heading too)."""
 
     kind: ClassVar[str] = "figures"
     board: Board
     analysis: BoardAnalysis
+    title: str = "Plots"
 
 
 Section = Heading | Paragraph | ItemList | Table | Figures
@@ -165,7 +167,7 @@ def board_sections(b: Board, a: BoardAnalysis) -> list[Section]:
                           "tests, Holm-adjusted.", claims_header(), cells(claims_cells(pr)), "lrrrrrrrl"),
                     Paragraph(ranking_summary(pr))]
 
-    out += [Heading("Plots"), Figures(b, a)]
+    out.append(Figures(b, a))
 
     sig = a.significance
     out.append(Heading("Significance against the top entry" + (f" `{sig.top.agent_id}`" if sig else "")))

@@ -278,35 +278,28 @@ class Plot:
 
 
 def figures(b: Board, analysis: BoardAnalysis) -> tuple[list[Plot], list[str]]:
-    """The board's images, and a line for each plot that has nothing to draw."""
-    out, missing = [], []
-    profile = plot_performance_profile(b, analysis)
-    if profile:
-        out.append(Plot("performance profile over training seeds", profile,
-                          "Performance profile over training seeds: for each method, the fraction of its seeds whose "
-                          "worst case is at least τ (ranked rows only). A curve above another at every τ dominates "
-                          "it; crossing curves are not ordered by these seeds."))
-    fig5 = plot_natural_vs_worst(b)
-    if fig5:
-        out.append(Plot("natural vs worst-case return", fig5,
-                          "Natural vs worst-case return per agent (the paper's Figure 5 view). Points far below the "
-                          "dashed y = x line lose much of their return under attack."
-                          + (f" Hollow diamonds: {PAPER_LABEL}, for reference." if b.published else "")))
-    else:
-        missing.append("No agent has both a natural and an attacked cell: no Figure-5 view.")
+    """The board's images, and a line for each plot that has nothing to draw (when a reader would miss it)."""
     per_attack = plot_per_attack(b, analysis)
-    if per_attack:
-        out.append(Plot("per-attack returns", per_attack[0],
-                          f"Per-episode returns under each attack ({per_attack[1]}, numbered in board order; colour "
-                          "and hatch = method); box = quartiles, line = median, whiskers 1.5 IQR."))
-    cert_plot = plot_certified_vs_empirical(b)
-    if cert_plot:
-        out.append(Plot("certified vs empirical action deviation", cert_plot,
-                          "Certified bound on the action deviation vs the largest deviation any attack recorded "
-                          "(info max_action_change); the largest bounds and changes are named. A sound bound keeps "
-                          "every point on or below y = x at the certified states; attacks visit other states, so "
-                          "read it as a comparison of magnitudes."))
-    else:
-        missing.append("Certified vs empirical action deviation: no certificates for the agents of this board "
-                       "(run `robbench certify`).")
-    return out, missing
+    drawn = [  # (alt, png or None, caption, what to say without it)
+        ("performance profile over training seeds", plot_performance_profile(b, analysis),
+         "Performance profile over training seeds: for each method, the fraction of its seeds whose worst case is "
+         "at least τ (ranked rows only). A curve above another at every τ dominates it; crossing curves are not "
+         "ordered by these seeds.", ""),
+        ("natural vs worst-case return", plot_natural_vs_worst(b),
+         "Natural vs worst-case return per agent (the paper's Figure 5 view). Points far below the dashed y = x "
+         "line lose much of their return under attack."
+         + (f" Hollow diamonds: {PAPER_LABEL}, for reference." if b.published else ""),
+         "No agent has both a natural and an attacked cell: no Figure-5 view."),
+        ("per-attack returns", per_attack[0] if per_attack else None,
+         f"Per-episode returns under each attack ({per_attack[1] if per_attack else ''}, numbered in board order; "
+         "colour and hatch = method); box = quartiles, line = median, whiskers 1.5 IQR.", ""),
+        ("certified vs empirical action deviation", plot_certified_vs_empirical(b),
+         "Certified bound on the action deviation vs the largest deviation any attack recorded (info "
+         "max_action_change); the largest bounds and changes are named. A sound bound keeps every point on or "
+         "below y = x at the certified states; attacks visit other states, so read it as a comparison of "
+         "magnitudes.",
+         "Certified vs empirical action deviation: no certificates for the agents of this board "
+         "(run `robbench certify`)."),
+    ]
+    return ([Plot(alt, png, caption) for alt, png, caption, _ in drawn if png],
+            [without for _, png, _, without in drawn if not png and without])
