@@ -1,4 +1,4 @@
-"""Leaderboard views (robbench/report.py): ranking, significance, seed aggregates, trust flags,
+"""Leaderboard views (robbench/report/): ranking, significance, seed aggregates, trust flags,
 published rows, and the markdown / csv / json / latex / html outputs.
 
 Results homes are synthetic and built through the public API (`register_agent` + `write_cell`),

@@ -1,4 +1,4 @@
-"""The standard attack suite (robbench/suite.py), the boards it ranks (robbench/report.py), the attacks
+"""The standard attack suite (robbench/suite.py), the boards it ranks (robbench/report/), the attacks
 it added (attacks/apgd.py, attacks/targeted.py, mad's unit weights) and their solver
 (robbench.pgd.apgd_ascent).
 
