@@ -30,11 +30,14 @@ def test_wheel_in_fresh_venv(tmp_path):
     installed = sorted(p.name for p in (site / "robbench").iterdir())
     assert {"agents", "attacks"} <= set(installed)
     assert (site / "robbench" / "data" / "paper_results.csv").is_file()  # --compare-paper works anywhere
+    for name in ("board.html.j2", "board.css", "board.js"):  # the HTML page renders from an install
+        assert (site / "robbench" / "report" / "templates" / name).is_file(), name
     # Dependencies (torch, gymnasium, ...) come from the current environment, after the venv's own.
     (site / "deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
     probe = (
         "import robbench, robbench.agents, robbench.attacks; from robbench.registry import trainers, attacks; "
-        "assert 'ppo' in trainers() and {'none', 'random'} <= set(attacks()); print(robbench.__file__)"
+        "assert 'ppo' in trainers() and {'none', 'random'} <= set(attacks()); "
+        "from robbench.report import to_html; assert '<style>' in to_html([]); print(robbench.__file__)"
     )
     out = subprocess.run([str(py), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path)
     assert out.stdout.strip().startswith(str(site)), out.stdout

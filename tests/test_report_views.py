@@ -1,4 +1,4 @@
-"""Leaderboard views (robbench/report.py): ranking, significance, seed aggregates, trust flags,
+"""Leaderboard views (robbench/report/): ranking, significance, seed aggregates, trust flags,
 published rows, and the markdown / csv / json / latex / html outputs.
 
 Results homes are synthetic and built through the public API (`register_agent` + `write_cell`),
@@ -580,3 +580,161 @@ def test_performance_profile_counts_each_methods_seeds_at_or_above_tau(home):
             i = max(j for j, t in enumerate(taus) if t < tau) if any(t < tau for t in taus) else 0
             assert fracs[i] == pytest.approx(sum(w >= tau for w in worsts) / len(worsts))
     assert "performance profile over training seeds" in report.to_html([main])
+
+
+# ------------------------------------------------------------------------ the page, measured
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """One headless Chromium for the module's geometry checks (selenium + Debian's chromedriver)."""
+    if not (Path(CHROMIUM).is_file() and Path(CHROMEDRIVER).is_file()):
+        pytest.skip(f"{CHROMIUM} or {CHROMEDRIVER} not installed "
+                    "(CI: apt-get install -y --no-install-recommends chromium chromium-driver)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+MAIN_TABLE = "[...document.querySelectorAll('table.board')].reduce((a, b) => b.rows.length > a.rows.length ? b : a)"
+"""The page's largest board: the main one (the 10-episode board comes first)."""
+MEASURE = f"""
+const t = {MAIN_TABLE}, box = t.parentNode.getBoundingClientRect();
+return {{inner: window.innerWidth, box: [box.left, box.right], scroll: [t.parentNode.scrollWidth, t.parentNode.clientWidth],
+        heads: [...t.tHead.rows[0].cells].map(th => {{const r = th.getBoundingClientRect();
+                                                      return [th.textContent, r.left, r.right]}})}};
+"""
+
+
+def _set_width(driver, width: int) -> None:
+    """Resize so that the page's viewport (not the window) is `width` px wide."""
+    driver.set_window_size(width, 900)
+    inner = driver.execute_script("return window.innerWidth")
+    driver.set_window_size(2 * width - inner, 900)
+    assert driver.execute_script("return window.innerWidth") == width
+
+
+@pytest.fixture(scope="module")
+def page(home, paper_csv, tmp_path_factory):
+    """The page of the views home, as `robbench report --format html --compare-paper` writes it."""
+    out = tmp_path_factory.mktemp("page") / "board.html"
+    res = cli("report", "--home", home, "--format", "html", "--compare-paper", "--paper-csv", paper_csv, "--out", out)
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_board_keeps_its_ranking_columns_in_view(page, browser):
+    """At 1280 px the ranking columns (worst above all) lie inside the viewport, first in the table; in a
+    window too narrow for the whole table they stay in view while the per-attack columns scroll."""
+    browser.get(page.as_uri())
+    _set_width(browser, 1280)
+    m = browser.execute_script(MEASURE)
+    heads = {name: (left, right) for name, left, right in m["heads"]}
+    assert [name for name, _, _ in m["heads"]][:len(report.RANKING_COLUMNS)] == list(report.RANKING_COLUMNS)
+    for name in report.RANKING_COLUMNS:
+        left, right = heads[name]
+        assert 0 <= left < right <= m["inner"], (name, left, right, m["inner"])
+    # narrower than the table: the per-attack columns scroll under the pinned ones, worst does not move
+    _set_width(browser, 900)
+    before = browser.execute_script(MEASURE)
+    assert before["scroll"][0] > before["scroll"][1], "the board should overflow a 900-px window"
+    browser.execute_script(f"const b = {MAIN_TABLE}.parentNode; b.scrollLeft = b.scrollWidth;")
+    after = browser.execute_script(MEASURE)
+    worst_before = next(h for h in before["heads"] if h[0] == "worst")
+    worst_after = next(h for h in after["heads"] if h[0] == "worst")
+    assert worst_after[1:] == pytest.approx(worst_before[1:], abs=1)
+    assert after["box"][0] <= worst_after[1] < worst_after[2] <= after["box"][1]
+    last_attack = next(h for h in after["heads"] if h[0] == "sa_rl")
+    assert last_attack[2] <= after["box"][1] + 1  # scrolled into view...
+    assert next(h for h in before["heads"] if h[0] == "sa_rl")[2] > before["box"][1]  # ...from outside it
+
+
+def test_board_sorts_by_a_column_click(home, page, browser):
+    browser.get(page.as_uri())
+    _set_width(browser, 1280)
+    column = "worst-case robustness"
+    read = f"""
+    const t = {MAIN_TABLE}, heads = [...t.tHead.rows[0].cells];
+    const j = heads.findIndex(th => th.textContent === {json.dumps(column)});
+    return [...t.tBodies[0].rows].map(r => parseFloat(r.cells[j].getAttribute('data-v')));
+    """
+    click = f"[...{MAIN_TABLE}.tHead.rows[0].cells].find(th => th.textContent === " \
+            f"{json.dumps(column)}).click()"
+    browser.execute_script(click)
+    up = browser.execute_script(read)
+    browser.execute_script(click)
+    down = browser.execute_script(read)
+    main = main_board(boards_of(home))
+    assert up == sorted(e.robustness for e in main.entries) and down == sorted(up, reverse=True)
+
+
+def test_every_view_lists_attacks_in_the_suite_order(home):
+    """The model orders columns and each entry's cells by the suite, so the JSON attack records, the flag
+    lists and the attack settings follow the columns (the store lists cells by name)."""
+    from robbench.suite import get_suite
+
+    main = main_board(boards_of(home))
+    assert main.attacks == report.attack_order(main.attacks, get_suite().attacks)
+    for e in main.entries:
+        assert list(e.cells) == [a for a in main.attacks if a in e.cells]
+    wocar = next(r for r in json.loads(report.to_json([main])) if r["agent"] == "hopper/wocar/paper/0")
+    assert list(wocar["attacks"]) == ["none", "random", "critic", "rs", "sa_rl"]
+    md = report.to_markdown([main])
+    settings = md.split("Attack settings:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert settings and all(line.startswith("- ") for line in settings)
+    named = [line[2:].split(":", 1)[0] for line in settings]
+    assert named == sorted(named, key=main.attacks.index)
+    assert "**worst-case robustness** = (worst − natural) / natural: the share of its natural return" in md
+
+
+def test_renderers_read_one_analysis_per_board(home, paper_csv, monkeypatch):
+    """Every bootstrap and test of a board runs once per rendering, in `analyse`: no renderer or plot
+    recomputes them (they once did, eleven times over)."""
+    boards = boards_of(home)
+    report.attach_published(boards, report.load_paper_results(paper_csv))
+    calls: list[str] = []
+    for name in ("bootstrap_ci", "iqm_ci", "welch_t_test", "mann_whitney_u", "probability_of_improvement"):
+        real = getattr(stats, name)
+        monkeypatch.setattr(stats, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+    for b in boards:
+        report.analyse(b)
+    once = sorted(calls)
+    assert once
+    for fmt in ("markdown", "json", "latex", "html"):
+        calls.clear()
+        report.RENDERERS[fmt](boards)
+        assert sorted(calls) == once, fmt
+    calls.clear()
+    report.to_csv(boards)
+    assert calls == []  # numbers only: no analysis
+
+
+def test_html_escapes_what_the_store_holds():
+    from robbench.report.render_html import inline
+
+    assert inline("<b>`a<b`</b> **x**") == "&lt;b&gt;<code>a&lt;b</code>&lt;/b&gt; <strong>x</strong>"
+
+
+def test_every_format_renders_every_table_of_the_outline(home):
+    """One outline: markdown, LaTeX and HTML show the same tables in the same order — LaTeX included the
+    ranking against the paper and its claims, which it once lacked."""
+    board = main_board(boards_of(home))
+    report.attach_published([board], report.load_paper_results(report.PAPER_CSV))
+    (bo,) = report.outline([board]).boards
+    tables = [s for s in bo.sections if s.kind == "table"]
+    assert {"aggregate", "board", "published", "ranking", "claims", "significance"} == {t.name for t in tables}
+    md, tex, page = report.to_markdown([board]), report.to_latex([board]), report.to_html([board])
+    lines = md.splitlines()
+    md_heads = [lines[i] for i in range(len(lines) - 1) if lines[i + 1].startswith("|---")]
+    assert md_heads == ["| " + " | ".join(t.header) + " |" for t in tables]
+    captions = re.findall(r"\\caption\{(.*)\}", tex)
+    assert captions == [report.latex_escape(t.caption) for t in tables]
+    assert re.findall(r'<table class="(\w+)">', page) == [t.name for t in tables]

@@ -1,4 +1,4 @@
-"""The standard attack suite (robbench/suite.py), the boards it ranks (robbench/report.py), the attacks
+"""The standard attack suite (robbench/suite.py), the boards it ranks (robbench/report/), the attacks
 it added (attacks/apgd.py, attacks/targeted.py, mad's unit weights) and their solver
 (robbench.pgd.apgd_ascent).
 
@@ -199,6 +199,12 @@ def standard_home(tmp_path_factory):
     return home
 
 
+def board_row(md: str, agent_id: str) -> str:
+    """The agent's row of the per-agent board (it starts with the rank; the method-level table above it
+    names median agents too)."""
+    return next(line for line in md.splitlines() if re.match(rf"^\| (\d+|—) \| `{re.escape(agent_id)}`", line))
+
+
 @pytest.fixture(scope="module")
 def standard_board(standard_home):
     (board,) = build(standard_home)
@@ -213,7 +219,7 @@ def test_a_board_with_a_full_suite_row_is_a_standard_board(standard_board):
     assert by["weak"].worst == (1000.0, "targeted") and by["weak"].worst_member == "targeted: axis 1− (rank 0)"
     assert by["strong"].worst == (2000.0, "rs")
     md = report.to_markdown([b])
-    row = next(line for line in md.splitlines() if "`hopper/weak/paper/0`" in line)
+    row = board_row(md, "hopper/weak/paper/0")
     assert "| 1000 (targeted: axis 1− (rank 0)) |" in row
 
 
@@ -264,7 +270,7 @@ def test_cells_outside_the_suite_lower_best_known_not_worst(standard_board):
     for name in ("weak", "strong", "unbeaten"):  # without outside cells best known is the worst case
         assert by[name].best_known[0] == by[name].worst[0] and "best-known-lower" not in dict(by[name].flags())
     md = report.to_markdown([standard_board])
-    row = next(line for line in md.splitlines() if "`hopper/outside/paper/0`" in line)
+    row = board_row(md, "hopper/outside/paper/0")
     assert "| 2500 (critic) |" in row and "| 1500 (mad (outside the suite)) |" in row
     assert "best known lower" in row
     record = next(r for r in json.loads(report.to_json([standard_board])) if r["agent"] == "hopper/outside/paper/0")
