@@ -31,8 +31,7 @@ def make_objective(method, **params):
 def setup():
     """A Hopper core with one collected batch, a policy whose mean depends strongly on s and that
     has moved away from π_old (so r ≠ 1), entropy coefficient 0.01 so the H terms are live."""
-    cfg, _ = build_config("ppo", "hopper", preset="smoke", num_envs=4, seed=3)
-    cfg.entropy_coef = 0.01
+    cfg, _ = build_config("ppo", "hopper", preset="smoke", num_envs=4, seed=3, entropy_coef=0.01)
     core = PPOCore(cfg)
     batch = core.collect()
     core.envs.close()
