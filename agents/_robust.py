@@ -45,8 +45,9 @@ class StateAdversarialObjective(Objective):
     both).
     """
 
-    KAPPA: ClassVar[dict[str, float] | None] = None
-    """κ per env key; None for methods without κ."""
+    KAPPA: ClassVar[str | None] = None
+    """The field of `EnvSpec.trainers` (robbench/envs.py) holding this method's κ per env; None
+    for methods without κ."""
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -58,7 +59,7 @@ class StateAdversarialObjective(Objective):
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
         spec = get_env_spec(env)  # one-line error for an unknown env
-        kappa = {} if cls.KAPPA is None else {"kappa": cls.KAPPA[spec.key]}
+        kappa = {} if cls.KAPPA is None else {"kappa": getattr(spec.trainers, cls.KAPPA)}
         return {**kappa, "inner_steps": INNER_STEPS, "step_scale": 1.0}
 
     def step_size(self, eps: float) -> float:

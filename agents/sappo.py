@@ -32,7 +32,7 @@ class SAPPO(StateAdversarialObjective):
       from 1, so its first minibatch already has a small ε > 0).
     """
 
-    KAPPA = {"hopper": 1.0, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.003}
+    KAPPA = "sappo_kappa"
 
     def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
         """The SGLD ŝ, found before the core's forward so μ(s) and μ(ŝ) share one forward."""

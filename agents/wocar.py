@@ -22,11 +22,6 @@ from robbench.registry import register_trainer
 Q_HIDDEN = (64, 64)
 REFRESH = ("minibatch", "epoch", "iteration")
 
-#: Per-env reference values (trainers.md). Humanoid is not in the WocaR configs: it takes Ant's
-#: values (same budget and learning rates).
-KAPPA = {"hopper": 0.1, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.003}
-Q_WEIGHT = {"hopper": 0.8, "walker2d": 0.8, "halfcheetah": 0.5, "ant": 0.8, "humanoid": 0.8}
-Q_LR = {"hopper": 4e-4, "walker2d": 4e-4, "halfcheetah": 4e-4, "ant": 3e-5, "humanoid": 3e-5}
 
 
 def worst_action(
@@ -155,12 +150,14 @@ class WocaR(Objective):
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        get_env_spec(env)
+        # Per-env reference values (trainers.md) from the env registry. Humanoid is not in the WocaR
+        # configs: it takes Ant's values (same budget and learning rates).
+        spec = get_env_spec(env).trainers  # one-line error for an unknown env
         return {
-            "kappa": KAPPA[env],
-            "q_weight": Q_WEIGHT[env],
-            "q_weight_schedule": "cubic" if env == "walker2d" else "linear",
-            "q_lr": Q_LR[env],
+            "kappa": spec.wocar_kappa,
+            "q_weight": spec.wocar_q_weight,
+            "q_weight_schedule": spec.wocar_q_weight_schedule,
+            "q_lr": spec.wocar_q_lr,
             "q_epochs": 10,
             "q_minibatches": 32,
             "tau": 1e-3,

@@ -212,7 +212,9 @@ class Objective:
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        """The trainer's default hyperparameters for `env` (κ etc.), overridable from the CLI."""
+        """The trainer's default hyperparameters for `env` (κ etc.), overridable from the CLI; per-env
+        values come from the env registry (`EnvSpec.trainers`), so an unknown env is one line."""
+        get_env_spec(env)
         return {}
 
     def config(self) -> dict[str, Any]:
