@@ -36,7 +36,7 @@ class BARPPO(SurrogateAdversaryObjective):
     KAPPA = BARPPO_KAPPA
 
     def adversarial_states(self, core: PPOCore, mb: Minibatch, eps: float) -> torch.Tensor:
-        return sgld_max_divergence(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+        return sgld_max_divergence(core, mb.obs, eps, self.inner_steps, self.step_size(eps), fast=self.fast_path)
 
 
 @register_trainer("barppo-noguide")

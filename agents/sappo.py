@@ -37,9 +37,9 @@ class SAPPO(StateAdversarialObjective):
     def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
         """The SGLD ŝ, found before the core's forward so μ(s) and μ(ŝ) share one forward."""
         eps = core.eps_now
-        return sa_perturbed_states(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+        return sa_perturbed_states(core, mb.obs, eps, self.inner_steps, self.step_size(eps), fast=self.fast_path)
 
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         eps = core.eps_now
         return self.robust_weight * sa_regulariser(core, mb.obs, eps, self.inner_steps, self.step_size(eps),
-                                                   mb.mean, mb.perturbed_mean)
+                                                   mb.mean, mb.perturbed_mean, fast=self.fast_path)

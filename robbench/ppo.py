@@ -203,6 +203,10 @@ class Objective:
 
     method = "ppo"
     surrogate_weight: float = 1.0
+    fast_path: bool = False
+    """Whether the trainer plugs `robbench.fastpath`'s hand-written gradients into its inner loops
+    instead of autograd: same values up to float rounding (tests/test_fast_paths.py), on by default
+    only where benchmarks/README.md measured that it pays; not part of the recorded config."""
     board_notes: dict[str, str] = {}
     """Departures from the reference implementation that every board showing this trainer's agents
     states: env key (or "*" for every env) -> one sentence. docs/departures.md lists them all."""
