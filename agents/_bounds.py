@@ -28,9 +28,6 @@ from robbench.policy import GaussianPolicy
 #: (learning rates and annealing by `PPOCore._set_lr`, the entropy coefficient by `update`).
 OVERRIDABLE_PPO = {"policy_lr": float, "value_lr": float, "entropy_coef": float, "anneal_lr": bool}
 
-#: Langevin temperature of SA-PPO's SGLD solver (reference: "beta = 1e-5"; negligible noise).
-SGLD_TEMPERATURE = 1e-5
-
 
 class PolicyMeanBounds:
     """Certified bounds of μ(ŝ) over B_ε(s) for every row of a batch.

@@ -29,7 +29,8 @@ from robbench.ppo import Minibatch, Objective, PPOCore
 INNER_STEPS = 10
 """K: inner steps of size ε_t/K (ppo.md "Robust-training schedule"; paper App. F.3)."""
 SGLD_TEMPERATURE = 1e-5
-"""Temperature of the SGLD inner solver (SA-PPO's `get_state_kl_bound_sgld`; paper App. F.3)."""
+"""Langevin temperature of the SGLD inner solver (SA-PPO's `get_state_kl_bound_sgld`, reference
+"beta = 1e-5": negligible noise; paper App. F.3)."""
 
 
 # ------------------------------------------------------------------------------------ settings
