@@ -24,7 +24,6 @@ Q_HIDDEN = (64, 64)
 REFRESH = ("minibatch", "epoch", "iteration")
 
 
-
 def worst_action(
     q_net: torch.nn.Module, next_obs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
     gen: torch.Generator, steps: int = 50, fast: bool = False,
