@@ -8,7 +8,8 @@
 - `ramp_fraction`: how far the core's ε ramp has gone (0 → 1), for schedules that move "alongside ε".
   The `sappo` trainer computes the same quantity; the two should be merged when both exist.
 - `check_ppo`: validates per-trainer PPO settings (HalfCheetah's reference configs of SA-PPO
-  convex and RADIAL use other learning rates), returned by `Objective.ppo_overrides`.
+  convex and RADIAL use other learning rates: `EnvSpec.trainers.bound_trainer_ppo`), returned by
+  `Objective.ppo_overrides`.
 """
 
 from __future__ import annotations
@@ -23,15 +24,9 @@ from robbench.fastbounds import FastMLPBounds, TanhTable
 from robbench.lirpa_compat import bounded_module, bounds, mixed_ibp_crown_ibp
 from robbench.policy import GaussianPolicy
 
-#: HalfCheetah's reference settings for SA-PPO (convex) and RADIAL-PPO (trainers.md).
-HALFCHEETAH_PPO = {"policy_lr": 1e-4, "value_lr": 1e-3, "entropy_coef": 1e-4, "anneal_lr": False}
-
 #: PPO settings a trainer may change after the core is built: each is read afresh every iteration
 #: (learning rates and annealing by `PPOCore._set_lr`, the entropy coefficient by `update`).
 OVERRIDABLE_PPO = {"policy_lr": float, "value_lr": float, "entropy_coef": float, "anneal_lr": bool}
-
-#: Langevin temperature of SA-PPO's SGLD solver (reference: "beta = 1e-5"; negligible noise).
-SGLD_TEMPERATURE = 1e-5
 
 
 class PolicyMeanBounds:

@@ -32,7 +32,7 @@ class ARPPO(SurrogateAdversaryObjective):
     KAPPA = BARPPO_KAPPA
 
     def adversarial_states(self, core: PPOCore, mb: Minibatch, eps: float) -> torch.Tensor:
-        return pgd_min_surrogate(core, mb, eps, self.inner_steps, self.step_size(eps))
+        return pgd_min_surrogate(core, mb, eps, self.inner_steps, self.step_size(eps), fast=self.fast_path)
 
 
 @register_trainer("arppo-noguide")

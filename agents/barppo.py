@@ -8,9 +8,10 @@ from robbench.agents._robust import SurrogateAdversaryObjective, sgld_max_diverg
 from robbench.ppo import Minibatch, PPOCore
 from robbench.registry import register_trainer
 
-BARPPO_KAPPA = {"hopper": 0.3, "walker2d": 0.3, "halfcheetah": 0.3, "ant": 1.0, "humanoid": 1.0}
-"""Paper Table 8 / spec. Humanoid (paper App. G.3 grid-searched {0.1, 0.3, 1.0} but does not say
-which won): the ant value, as humanoid shares ant's 4882-iteration, lr 5e-5 regime."""
+BARPPO_KAPPA = "barppo_kappa"
+"""κ per env: `EnvSpec.trainers.barppo_kappa` (paper Table 8 / spec). Humanoid (paper App. G.3
+grid-searched {0.1, 0.3, 1.0} but does not say which won): the ant value, as humanoid shares ant's
+4882-iteration, lr 5e-5 regime."""
 
 
 @register_trainer("barppo")
@@ -35,7 +36,7 @@ class BARPPO(SurrogateAdversaryObjective):
     KAPPA = BARPPO_KAPPA
 
     def adversarial_states(self, core: PPOCore, mb: Minibatch, eps: float) -> torch.Tensor:
-        return sgld_max_divergence(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+        return sgld_max_divergence(core, mb.obs, eps, self.inner_steps, self.step_size(eps), fast=self.fast_path)
 
 
 @register_trainer("barppo-noguide")

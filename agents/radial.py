@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from robbench.agents._bounds import (
-    HALFCHEETAH_PPO, PolicyMeanBounds, check_choice, check_number, check_ppo,
+    PolicyMeanBounds, check_choice, check_number, check_ppo,
 )
 from robbench.envs import get_env_spec
 from robbench.errors import RobbenchError
@@ -149,13 +149,13 @@ class Radial(Objective):
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        get_env_spec(env)
+        spec = get_env_spec(env).trainers  # one-line error for an unknown env
         return {
-            "eps_schedule": "smooth" if env == "hopper" else "expo",
+            "eps_schedule": spec.radial_eps_schedule,
             "eps_start": 0.25,
             "eps_end": 0.75,
             "bound_advantages": "normalized",
-            "ppo": dict(HALFCHEETAH_PPO) if env == "halfcheetah" else {},
+            "ppo": dict(spec.bound_trainer_ppo),
         }
 
     def ppo_overrides(self) -> dict[str, Any]:

@@ -32,14 +32,14 @@ class SAPPO(StateAdversarialObjective):
       from 1, so its first minibatch already has a small ε > 0).
     """
 
-    KAPPA = {"hopper": 1.0, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.003}
+    KAPPA = "sappo_kappa"
 
     def perturbed_states(self, core: PPOCore, mb: Minibatch) -> torch.Tensor | None:
         """The SGLD ŝ, found before the core's forward so μ(s) and μ(ŝ) share one forward."""
         eps = core.eps_now
-        return sa_perturbed_states(core, mb.obs, eps, self.inner_steps, self.step_size(eps))
+        return sa_perturbed_states(core, mb.obs, eps, self.inner_steps, self.step_size(eps), fast=self.fast_path)
 
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         eps = core.eps_now
         return self.robust_weight * sa_regulariser(core, mb.obs, eps, self.inner_steps, self.step_size(eps),
-                                                   mb.mean, mb.perturbed_mean)
+                                                   mb.mean, mb.perturbed_mean, fast=self.fast_path)

@@ -7,17 +7,12 @@ from typing import Any
 import torch
 
 from robbench.agents._bounds import (
-    HALFCHEETAH_PPO, PolicyMeanBounds, check_number, check_ppo, ramp_fraction,
+    PolicyMeanBounds, check_number, check_ppo, ramp_fraction,
 )
 from robbench.envs import get_env_spec
 from robbench.errors import RobbenchError
 from robbench.ppo import Minibatch, Objective, PPOCore
 from robbench.registry import register_trainer
-
-#: κ per env (trainers.md: 0.1, 0.1, 0.1, 0.003). Humanoid is not in the spec's list: 0.01 is the
-#: SA_PPO reference config_humanoid_robust_ppo_convex.json value.
-KAPPA = {"hopper": 0.1, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.01}
-
 
 def convex_kl_bound(
     bounds: PolicyMeanBounds, policy: torch.nn.Module, obs: torch.Tensor, eps: float, beta: float,
@@ -67,12 +62,12 @@ class SAPPOConvex(Objective):
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        get_env_spec(env)
+        spec = get_env_spec(env).trainers  # one-line error for an unknown env
         return {
-            "kappa": KAPPA[env],
+            "kappa": spec.sappo_convex_kappa,
             "beta_start": 0.0,
             "beta_end": 1.0,
-            "ppo": dict(HALFCHEETAH_PPO) if env == "halfcheetah" else {},
+            "ppo": dict(spec.bound_trainer_ppo),
         }
 
     def ppo_overrides(self) -> dict[str, Any]:

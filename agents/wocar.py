@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from robbench.agents._robust import MeanNet, OutputHead, sa_perturbed_states, sa_regulariser
+from robbench import fastpath
+from robbench.agents._robust import sa_perturbed_states, sa_regulariser
 from robbench.agents._bounds import (
     PolicyMeanBounds, check_choice, check_int, check_number,
 )
@@ -22,22 +23,17 @@ from robbench.registry import register_trainer
 Q_HIDDEN = (64, 64)
 REFRESH = ("minibatch", "epoch", "iteration")
 
-#: Per-env reference values (trainers.md). Humanoid is not in the WocaR configs: it takes Ant's
-#: values (same budget and learning rates).
-KAPPA = {"hopper": 0.1, "walker2d": 0.1, "halfcheetah": 0.1, "ant": 0.003, "humanoid": 0.003}
-Q_WEIGHT = {"hopper": 0.8, "walker2d": 0.8, "halfcheetah": 0.5, "ant": 0.8, "humanoid": 0.8}
-Q_LR = {"hopper": 4e-4, "walker2d": 4e-4, "halfcheetah": 4e-4, "ant": 3e-5, "humanoid": 3e-5}
-
 
 def worst_action(
     q_net: torch.nn.Module, next_obs: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor,
-    gen: torch.Generator, steps: int = 50,
+    gen: torch.Generator, steps: int = 50, fast: bool = False,
 ) -> torch.Tensor:
     """a* ≈ argmin over the box [lo, hi] of Q_w(s', a): `steps` projected sign-gradient descent steps.
 
     Step size (hi − lo)/steps per dimension (the reference's), from the centre of the box, with the
     shared solver `robbench.pgd.sign_gradient_ascent` (the box is the ℓ∞ "ball" of per-dimension
-    radius (hi − lo)/2 around its centre). The result is detached and inside the box.
+    radius (hi − lo)/2 around its centre). The result is detached and inside the box. `fast`: ∇_a Q
+    by `robbench.fastpath.q_action_gradient` instead of autograd.
     """
     centre, radius = (hi + lo) / 2, (hi - lo) / 2
     if not bool((radius > 0).any()):
@@ -46,57 +42,19 @@ def worst_action(
     def q_value(actions: torch.Tensor) -> torch.Tensor:
         return q_net(torch.cat([next_obs, actions], -1)).squeeze(-1)
 
-    # ∇_a Q by hand (the inner solvers' sigmoid-form MLP backward, no autograd per step): the
-    # gradient with respect to concat(s', a), action columns kept.
-    net = MeanNet(q_net)
-    full_gradient = net.gradient(OutputHead(net))
-    obs_dim = next_obs.shape[-1]
-
-    def q_gradient(actions: torch.Tensor) -> torch.Tensor:
-        return full_gradient(torch.cat([next_obs, actions], -1))[:, obs_dim:]
-
     return sign_gradient_ascent(
         q_value, centre, radius, gen, steps=steps, step_size=2 * radius / steps, start="clean", maximize=False,
-        gradient=q_gradient,
+        gradient=fastpath.q_action_gradient(q_net, next_obs) if fast else None,
     )
 
 
-def linear_layers(net: torch.nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(weight, bias) of each Linear of a Linear-Tanh-…-Linear MLP (the live parameter tensors)."""
-    return [(m.weight, m.bias) for m in net if isinstance(m, torch.nn.Linear)]
-
-
-def tanh_mlp_forward(layers, x: torch.Tensor, keep: bool = False):
-    """The MLP's output, and with `keep` every layer's input (x, h_1, …, h_{L−1})."""
-    inputs = [x]
-    for i, (w, b) in enumerate(layers):
-        x = torch.addmm(b, x, w.t())
-        if i < len(layers) - 1:
-            x = torch.tanh(x)
-            if keep:
-                inputs.append(x)
-    return x, inputs
-
-
-@torch.no_grad()
-def td_step_gradients(q_layers, target_layers, sa, next_sa, rewards, not_done, gamma: float) -> torch.Tensor:
-    """One WocaR Q step's loss mean((Q_w(s, a) − y)²), y = r̃ + γ(1 − done)·Q_target(s', a*), with the
-    gradients of Q_w's parameters written into their `.grad` by hand (backprop through the tanh MLP:
-    ∂/∂W_k = δ_kᵀ·h_{k−1}, δ_{k−1} = (δ_k·W_k) ⊙ (1 − h_{k−1}²)). Same maths as autograd (tested
-    against it), without building a graph 320 times per iteration."""
-    q_next, _ = tanh_mlp_forward(target_layers, next_sa)
-    target = rewards + gamma * not_done * q_next.squeeze(-1)
-    q, inputs = tanh_mlp_forward(q_layers, sa, keep=True)
-    diff = q.squeeze(-1) - target
-    delta = (diff * (2.0 / diff.shape[0])).unsqueeze(-1)
-    for i in range(len(q_layers) - 1, -1, -1):
-        w, b = q_layers[i]
-        h = inputs[i]
-        w.grad = delta.t() @ h
-        b.grad = delta.sum(0)
-        if i > 0:
-            delta = (delta @ w) * (1.0 - h * h)
-    return diff.pow(2).mean()
+def td_loss(q_net: torch.nn.Module, q_target: torch.nn.Module, sa: torch.Tensor, next_sa: torch.Tensor,
+            rewards: torch.Tensor, not_done: torch.Tensor, gamma: float) -> torch.Tensor:
+    """One WocaR Q step's loss mean((Q_w(s, a) − y)²), y = r̃ + γ(1 − done)·Q_target(s', a*), the
+    target held fixed (reference `worst_q_step`)."""
+    with torch.no_grad():
+        target = rewards + gamma * not_done * q_target(next_sa).squeeze(-1)
+    return (q_net(sa).squeeze(-1) - target).pow(2).mean()
 
 
 @register_trainer("wocar")
@@ -136,6 +94,7 @@ class WocaR(Objective):
                                   "1e-4, entropy 0) where the reference config uses 1e-4, 1e-3 and 1e-4"}
 
     surrogate_weight = 0.0  # the surrogate with Ã replaces the clean one, in `extra_loss`
+    fast_path = True  # a* search, Q steps and SGLD gradients from robbench.fastpath (benchmarks/README.md)
 
     def __init__(self, **params: Any):
         super().__init__(**params)
@@ -155,12 +114,14 @@ class WocaR(Objective):
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        get_env_spec(env)
+        # Per-env reference values (trainers.md) from the env registry. Humanoid is not in the WocaR
+        # configs: it takes Ant's values (same budget and learning rates).
+        spec = get_env_spec(env).trainers  # one-line error for an unknown env
         return {
-            "kappa": KAPPA[env],
-            "q_weight": Q_WEIGHT[env],
-            "q_weight_schedule": "cubic" if env == "walker2d" else "linear",
-            "q_lr": Q_LR[env],
+            "kappa": spec.wocar_kappa,
+            "q_weight": spec.wocar_q_weight,
+            "q_weight_schedule": spec.wocar_q_weight_schedule,
+            "q_lr": spec.wocar_q_lr,
             "q_epochs": 10,
             "q_minibatches": 32,
             "tau": 1e-3,
@@ -195,8 +156,6 @@ class WocaR(Objective):
     # ------------------------------------------------------------------------- Q on the batch
     def prepare_batch(self, core: PPOCore, batch: Batch) -> None:
         """Train Q_w on this batch (before the policy update), then cache Q_target(s, a)."""
-        self._q_layers = linear_layers(self.q)
-        self._q_target_layers = linear_layers(self.q_target)
         frac = 1.0 - core.iteration / core.cfg.iterations if core.cfg.anneal_lr else 1.0
         self.q_optimizer.param_groups[0]["lr"] = self.q_lr * frac
         with torch.no_grad():
@@ -210,7 +169,7 @@ class WocaR(Objective):
         losses = torch.zeros(())
         for epoch in range(self.q_epochs):
             if self.astar_refresh == "epoch" or (self.astar_refresh == "iteration" and epoch == 0):
-                a_star = worst_action(self.q, batch.next_obs, lo, hi, core.gen, self.astar_steps)
+                a_star = worst_action(self.q, batch.next_obs, lo, hi, core.gen, self.astar_steps, self.fast_path)
                 next_state_actions = torch.cat([batch.next_obs, a_star], -1)
             perm = torch.randperm(size, generator=core.gen)
             # Shuffle once per epoch; the minibatches are then contiguous views (no gather per step).
@@ -221,12 +180,18 @@ class WocaR(Objective):
                 if self.astar_refresh == "minibatch":
                     idx = perm[rows]
                     s_next = batch.next_obs[idx]
-                    a_next = worst_action(self.q, s_next, lo[idx], hi[idx], core.gen, self.astar_steps)
+                    a_next = worst_action(self.q, s_next, lo[idx], hi[idx], core.gen, self.astar_steps,
+                                          self.fast_path)
                     next_sa = torch.cat([s_next, a_next], -1)
                 else:
                     next_sa = next_sa_epoch[rows]
-                loss = td_step_gradients(self._q_layers, self._q_target_layers, sa_epoch[rows], next_sa,
-                                         rewards_epoch[rows], not_done_epoch[rows], gamma)
+                args = (sa_epoch[rows], next_sa, rewards_epoch[rows], not_done_epoch[rows], gamma)
+                if self.fast_path:  # the same gradients, written into .grad by hand
+                    loss = fastpath.td_step_gradients(self.q, self.q_target, *args)
+                else:
+                    self.q_optimizer.zero_grad(set_to_none=True)
+                    loss = td_loss(self.q, self.q_target, *args)
+                    loss.backward()
                 self.q_optimizer.step()
                 self.polyak()
                 losses += loss.detach()
@@ -245,7 +210,7 @@ class WocaR(Objective):
         if self.kappa <= 0:
             return None
         eps = core.eps_now
-        return sa_perturbed_states(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps)
+        return sa_perturbed_states(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps, fast=self.fast_path)
 
     def extra_loss(self, core: PPOCore, mb: Minibatch) -> torch.Tensor:
         worst_q = self._worst_q[mb.index]
@@ -256,6 +221,6 @@ class WocaR(Objective):
         if self.kappa > 0:
             eps = core.eps_now
             regulariser = sa_regulariser(core, mb.obs, eps, self.sgld_steps, eps / self.sgld_steps, mean,
-                                         mb.perturbed_mean)
+                                         mb.perturbed_mean, fast=self.fast_path)
             loss = loss + self.kappa * regulariser
         return loss

@@ -44,6 +44,7 @@ from robbench.errors import RobbenchError, unknown
 from robbench.filters import ObsFilter, RunningMeanStd
 from robbench.policy import GaussianPolicy
 from robbench.ppo import PPOConfig, PPOCore
+from robbench.resume import ResumePoint
 from robbench.threat import LearnedAttack, Victim, check_in_ball
 
 Perturber = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -322,10 +323,11 @@ class PPOAdversaryAttack(LearnedAttack):
             initial_std=1.0, eps=self.eps, threads=torch.get_num_threads(),
         )
 
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None, envs: Any | None = None) -> dict[str, Any]:
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume: ResumePoint | None = None,
+            envs: Any | None = None) -> dict[str, Any]:
         """Train the adversary with the PPO core against the frozen victim; return its statistics.
 
-        `envs` (tests only) replaces the victim's `EnvBatch` with another object of the same
+        `resume`: the core's snapshot place (a killed fit continues from it). `envs` (tests only) replaces the victim's `EnvBatch` with another object of the same
         interface. The per-iteration mean adversary return (−victim return over the episodes that
         ended in that iteration) is recorded so a reader can see whether training made progress.
         """
@@ -340,7 +342,7 @@ class PPOAdversaryAttack(LearnedAttack):
         )
         curve: list[float] = []
         try:
-            core = PPOCore(cfg, envs=adv_env)
+            core = PPOCore(cfg, envs=adv_env, resume=resume)
             self.init_adversary(core, victim)
 
             def on_iteration(iteration: int, stats: dict[str, float]) -> None:

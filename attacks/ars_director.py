@@ -158,9 +158,7 @@ class ARSDirectorAttack(LearnedAttack):
         result = evaluate(agent, _Population(thetas, each, self.eps, self.steps), protocol, seeds=seeds)
         return result.returns.reshape(len(thetas), each).mean(axis=1)
 
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None) -> dict[str, Any]:
-        from robbench.resume import take_active
-
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume=None) -> dict[str, Any]:
         p = self.params
         if isinstance(p["search_seed"], (list, tuple)):
             raise RobbenchError("attack 'ars_director': search_seed is a list (a scan of restarts); fit one "
@@ -181,7 +179,6 @@ class ARSDirectorAttack(LearnedAttack):
         elite_scores = torch.full((n_final,), float("inf"), dtype=torch.float64)
         noise_gen = torch.Generator().manual_seed(int(p["seed"]))
         history: list[dict[str, float]] = []
-        resume = take_active()
         first = 0
         if resume is not None:
             like = lambda: {"iteration": 0, "theta": theta, "gen": noise_gen.get_state(),  # noqa: E731

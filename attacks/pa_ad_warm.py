@@ -91,7 +91,8 @@ class PAADWarmAttack(PPOAdversaryAttack):
             head.weight.zero_()
             head.bias.copy_(best)
 
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None, envs: Any | None = None) -> dict[str, Any]:
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume=None,
+            envs: Any | None = None) -> dict[str, Any]:
         self.warm_stats = {}
-        stats = super().fit(victim, gen, progress, envs)
+        stats = super().fit(victim, gen, progress, resume, envs)
         return {**stats, "warm": self.warm_stats}

@@ -299,7 +299,7 @@ class RobustSarsaAttack(IterativeAttack, LearnedAttack):
         }
 
     # ---------------------------------------------------------------------------------- fitting
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None) -> dict[str, Any]:
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume=None) -> dict[str, Any]:
         env = victim.agent.env
         spec = get_env_spec(env)
         gamma = float(victim.agent.meta.get("config", {}).get("gamma", DEFAULT_GAMMA))

@@ -135,7 +135,7 @@ class TargetedAttack(LearnedAttack):
     def fit_config(self) -> dict[str, Any]:
         return {k: v for k, v in self.config().items() if k != "rank"}  # one screening for every rank
 
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None) -> dict[str, Any]:
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume=None) -> dict[str, Any]:
         from robbench.evaluate import Protocol, evaluate
 
         agent = victim.agent

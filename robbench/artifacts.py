@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from robbench import provenance, resume
+from robbench import provenance
 from robbench.checkpoint import atomic_save_tensors, file_sha256, read_tensors
 from robbench.errors import RobbenchError
 from robbench.resume import ResumePoint
@@ -56,8 +56,7 @@ def ensure_fitted(
         store.home / "partial" / "attacks" / attack.name / record.agent_id / f"{key[:20]}.safetensors",
         identity={"artifact_key": key, "code_version": provenance.code_version()},
     )
-    with resume.active(point):  # a PPO-trained adversary snapshots its progress here
-        stats = attack.fit(victim, gen, progress)
+    stats = attack.fit(victim, gen, progress, resume=point)  # a long fit snapshots its progress there
     if point.resumed_from is not None:
         stats = {**stats, "resumed_from_iteration": point.resumed_from}
     meta = {

@@ -1,4 +1,5 @@
-"""Environment registry: the protocol's environments, their ε and their paper budgets.
+"""Environment registry: the protocol's environments, their ε, their paper budgets and every other
+per-env setting (the reference PPO's and the robust trainers', `TrainerDefaults`).
 
 Values come from docs/protocol.md and docs/ppo.md (the SA_PPO/ATLA reference configs). ε lives in
 the *normalised* observation space (docs/protocol.md, "Environments and threat model").
@@ -6,7 +7,7 @@ the *normalised* observation space (docs/protocol.md, "Environments and threat m
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -15,8 +16,41 @@ from robbench.errors import RobbenchError, unknown
 
 
 @dataclass(frozen=True)
+class TrainerDefaults:
+    """The robust trainers' per-env reference values (docs/trainers.md): what `Objective.defaults(env)`
+    returns for each trainer on this env, overridable from the CLI. Each trainer's docstring cites the
+    paper table or reference config a value comes from; Humanoid, absent from most reference configs,
+    takes the values its trainer's docstring names (mostly Ant's: same budget and learning rates)."""
+
+    sappo_kappa: float
+    """κ of `sappo` (SA-PPO with SGLD; spec "sappo"); Humanoid, not in the spec: Ant's 0.003."""
+    sappo_convex_kappa: float
+    """κ of `sappo-convex` (trainers.md: 0.1, 0.1, 0.1, 0.003). Humanoid is not in the spec's list:
+    0.01 is the SA_PPO reference config_humanoid_robust_ppo_convex.json value."""
+    barppo_kappa: float
+    """κ of `barppo` (paper Table 8), also `arppo`'s default; Humanoid: Ant's 1.0 (our choice)."""
+    wocar_kappa: float
+    """κ_KL of `wocar` (the SA-PPO regulariser's weight). Humanoid is not in the WocaR configs: it
+    takes Ant's values here and in the other `wocar_` fields (same budget and learning rates)."""
+    wocar_q_weight: float
+    """Final weight of `wocar`'s worst-case Q term."""
+    wocar_q_weight_schedule: str
+    """How that weight ramps: "linear", or "cubic" (Walker2d's reference config)."""
+    wocar_q_lr: float
+    """Learning rate of `wocar`'s worst-case Q network."""
+    radial_eps_schedule: str
+    """Shape of `radial`'s ε ramp: "smooth" (Hopper's reference config) or "expo"."""
+    bound_trainer_ppo: tuple[tuple[str, float | bool], ...] = ()
+    """PPO settings the reference configs of `sappo-convex` and `radial` change on this env, as
+    (setting, value) pairs (HalfCheetah's: other learning rates, an entropy bonus, no annealing)."""
+
+
+@dataclass(frozen=True)
 class EnvSpec:
-    """One benchmark environment and the hyperparameters the reference PPO uses on it."""
+    """One benchmark environment and the hyperparameters the reference PPO uses on it.
+
+    Every per-env setting of the harness lives here (the PPO core's, the protocol's and, in
+    `trainers`, the robust trainers'), so adding an env is adding one entry to `ENVS`."""
 
     key: str
     gym_id: str
@@ -31,6 +65,8 @@ class EnvSpec:
     entropy_coef: float = 0.0
     max_episode_steps: int = 1000
     note: str = ""
+    trainers: TrainerDefaults = field(kw_only=True)
+    """The robust trainers' defaults on this env."""
 
     @property
     def paper_steps(self) -> int:
@@ -40,19 +76,49 @@ class EnvSpec:
         return asdict(self)
 
 
+#: HalfCheetah's reference settings for SA-PPO (convex) and RADIAL-PPO (trainers.md).
+_HALFCHEETAH_BOUND_PPO = (("policy_lr", 1e-4), ("value_lr", 1e-3), ("entropy_coef", 1e-4), ("anneal_lr", False))
+
 ENVS: dict[str, EnvSpec] = {
     spec.key: spec
     for spec in [
-        EnvSpec("hopper", "Hopper-v5", 0.075, 976, 3e-4, 2.5e-4, False, 1.0),
-        EnvSpec("walker2d", "Walker2d-v5", 0.05, 976, 4e-4, 3e-4, True, 1.0),
-        EnvSpec("halfcheetah", "HalfCheetah-v5", 0.15, 976, 3e-4, 1e-4, True, 0.5),
+        EnvSpec(
+            "hopper", "Hopper-v5", 0.075, 976, 3e-4, 2.5e-4, False, 1.0,
+            trainers=TrainerDefaults(
+                sappo_kappa=1.0, sappo_convex_kappa=0.1, barppo_kappa=0.3, wocar_kappa=0.1, wocar_q_weight=0.8,
+                wocar_q_weight_schedule="linear", wocar_q_lr=4e-4, radial_eps_schedule="smooth",
+            ),
+        ),
+        EnvSpec(
+            "walker2d", "Walker2d-v5", 0.05, 976, 4e-4, 3e-4, True, 1.0,
+            trainers=TrainerDefaults(
+                sappo_kappa=0.1, sappo_convex_kappa=0.1, barppo_kappa=0.3, wocar_kappa=0.1, wocar_q_weight=0.8,
+                wocar_q_weight_schedule="cubic", wocar_q_lr=4e-4, radial_eps_schedule="expo",
+            ),
+        ),
+        EnvSpec(
+            "halfcheetah", "HalfCheetah-v5", 0.15, 976, 3e-4, 1e-4, True, 0.5,
+            trainers=TrainerDefaults(
+                sappo_kappa=0.1, sappo_convex_kappa=0.1, barppo_kappa=0.3, wocar_kappa=0.1, wocar_q_weight=0.5,
+                wocar_q_weight_schedule="linear", wocar_q_lr=4e-4, radial_eps_schedule="expo",
+                bound_trainer_ppo=_HALFCHEETAH_BOUND_PPO,
+            ),
+        ),
         EnvSpec(
             "ant", "Ant-v5", 0.15, 4882, 5e-5, 1e-5, True, 1.0,
             note="Ant-v5 observations exclude contact forces by default (v2 included them)",
+            trainers=TrainerDefaults(
+                sappo_kappa=0.003, sappo_convex_kappa=0.003, barppo_kappa=1.0, wocar_kappa=0.003, wocar_q_weight=0.8,
+                wocar_q_weight_schedule="linear", wocar_q_lr=3e-5, radial_eps_schedule="expo",
+            ),
         ),
         EnvSpec(
             "humanoid", "Humanoid-v5", 0.075, 4882, 5e-5, 1e-5, True, 1.0,
             note="extension beyond the paper's main tables (Appendix G.3)",
+            trainers=TrainerDefaults(
+                sappo_kappa=0.003, sappo_convex_kappa=0.01, barppo_kappa=1.0, wocar_kappa=0.003, wocar_q_weight=0.8,
+                wocar_q_weight_schedule="linear", wocar_q_lr=3e-5, radial_eps_schedule="expo",
+            ),
         ),
     ]
 }

@@ -27,28 +27,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from robbench.errors import RobbenchError
+from robbench.policy import UnsupportedNetwork, linear_tanh_layers
+
+__all__ = ["FastMLPBounds", "TanhTable", "UnsupportedNetwork", "linear_tanh_layers"]
 
 #: auto-LiRPA's `min_preact`: below this width the chord slope is replaced by tanh′(u).
 MIN_PREACT = 1e-6
-
-
-class UnsupportedNetwork(RobbenchError, TypeError):
-    """A network these fast bounds do not cover (one line; a TypeError too, as it always was)."""
-
-
-def linear_tanh_layers(seq: nn.Module) -> list[nn.Linear]:
-    """The Linear layers of a Linear-Tanh-…-Linear `nn.Sequential`; UnsupportedNetwork (a TypeError)
-    for anything else, e.g. an imported ReLU or ELU policy: these bounds are tanh-only (certify uses
-    auto-LiRPA, which handles ReLU too)."""
-    mods = list(seq) if isinstance(seq, nn.Sequential) else []
-    if not mods or len(mods) % 2 == 0 or not all(
-        isinstance(m, nn.Linear if i % 2 == 0 else nn.Tanh) for i, m in enumerate(mods)
-    ):
-        found = sorted({type(m).__name__ for i, m in enumerate(mods) if i % 2 == 1 and not isinstance(m, nn.Tanh)})
-        extra = f" (this one has {', '.join(found)})" if found else ""
-        raise UnsupportedNetwork(f"fast bounds need a Linear-Tanh-…-Linear nn.Sequential{extra}")
-    return mods[::2]
 
 
 class TanhTable:

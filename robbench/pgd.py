@@ -34,8 +34,8 @@ def sign_gradient_ascent(
     start: "clean" (ŝ₀ = s), "uniform" (ŝ₀ = s + U[−step, step]^d) or "corner" (ŝ₀ = s ± step, a
     random corner at distance one step). `noise(i)`, if given, is the std of Gaussian noise added
     to the gradient before the sign at step i (SGLD-style). `gradient(x)`, if given, returns
-    ∇ₓ Σ objective(x) directly (a trainer's hand-written backward through its MLP), skipping
-    autograd. The result is detached, inside the ball, and computed without touching the
+    ∇ₓ Σ objective(x) directly, or any positive per-sample multiple of it (the same signs): the hook
+    for the trainers' opt-in hand-written gradients (`robbench.fastpath`), skipping autograd. The result is detached, inside the ball, and computed without touching the
     parameters' `.grad`.
     """
     clean = clean.detach()

@@ -45,6 +45,26 @@ def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], out_gain: float,
     return nn.Sequential(*layers)
 
 
+class UnsupportedNetwork(RobbenchError, TypeError):
+    """A network the tanh-only fast paths (fastbounds, fastpath) do not cover (one line; a TypeError
+    too, as it always was)."""
+
+
+def linear_tanh_layers(seq: nn.Module) -> list[nn.Linear]:
+    """The Linear layers of a Linear-Tanh-…-Linear `nn.Sequential` (`mlp` with tanh); UnsupportedNetwork
+    (a TypeError) for anything else, e.g. an imported ReLU or ELU policy. The one structure check of
+    the tanh-only fast paths: `robbench.fastbounds` (certify uses auto-LiRPA, which handles ReLU too)
+    and `robbench.fastpath`."""
+    mods = list(seq) if isinstance(seq, nn.Sequential) else []
+    if not mods or len(mods) % 2 == 0 or not all(
+        isinstance(m, nn.Linear if i % 2 == 0 else nn.Tanh) for i, m in enumerate(mods)
+    ):
+        found = sorted({type(m).__name__ for i, m in enumerate(mods) if i % 2 == 1 and not isinstance(m, nn.Tanh)})
+        extra = f" (this one has {', '.join(found)})" if found else ""
+        raise UnsupportedNetwork(f"the fast paths need a Linear-Tanh-…-Linear nn.Sequential{extra}")
+    return mods[::2]
+
+
 class GaussianPolicy(nn.Module):
     """μ(s) from an MLP (not squashed) and a state-independent learned log σ."""
 

@@ -36,8 +36,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from robbench.errors import RobbenchError
 from robbench.filters import ObsFilter, RewardScaler
 from robbench.policy import Agent, GaussianPolicy, ValueNet, gaussian_log_prob
 
+if TYPE_CHECKING:
+    from robbench.resume import ResumePoint
+
 PRESET_ITERATIONS: dict[str, int | None] = {
     "paper": None,  # the env's budget from the protocol table (976 or 4882 iterations)
     "quick": 60,  # ~123k steps: a couple of minutes on 2 cores; for demos, not for science
@@ -54,9 +57,13 @@ PRESET_ITERATIONS: dict[str, int | None] = {
 }
 
 
-@dataclass
+@dataclass(frozen=True)
 class PPOConfig:
-    """Every hyperparameter of one training run. Build with `PPOConfig.for_env`."""
+    """Every hyperparameter of one training run. Build with `PPOConfig.for_env`.
+
+    Frozen: a run's settings are fixed once built; a changed copy is `dataclasses.replace(cfg, ...)`
+    (as `with_objective` does for a trainer's own PPO settings), so no caller's config changes
+    under it."""
 
     env: str
     """Env registry key."""
@@ -117,10 +124,17 @@ class PPOConfig:
             value_lr=spec.value_lr, value_clip=spec.value_clip, initial_std=spec.initial_std,
             entropy_coef=spec.entropy_coef, eps=spec.eps,
         )
-        for key, value in overrides.items():
+        for key in overrides:
             if not hasattr(cfg, key):
                 raise RobbenchError(f"unknown PPO setting {key!r}")
-            setattr(cfg, key, value)
+        cfg = replace(cfg, **overrides)
+        cfg.validate()
+        return cfg
+
+    def with_objective(self, objective: Objective) -> PPOConfig:
+        """This config with the trainer's own PPO settings (`Objective.ppo_overrides`) applied and
+        validated: the config the core runs and the checkpoint records."""
+        cfg = replace(self, **objective.ppo_overrides())
         cfg.validate()
         return cfg
 
@@ -189,6 +203,10 @@ class Objective:
 
     method = "ppo"
     surrogate_weight: float = 1.0
+    fast_path: bool = False
+    """Whether the trainer plugs `robbench.fastpath`'s hand-written gradients into its inner loops
+    instead of autograd: same values up to float rounding (tests/test_fast_paths.py), on by default
+    only where benchmarks/README.md measured that it pays; not part of the recorded config."""
     board_notes: dict[str, str] = {}
     """Departures from the reference implementation that every board showing this trainer's agents
     states: env key (or "*" for every env) -> one sentence. docs/departures.md lists them all."""
@@ -198,7 +216,9 @@ class Objective:
 
     @classmethod
     def defaults(cls, env: str) -> dict[str, Any]:
-        """The trainer's default hyperparameters for `env` (κ etc.), overridable from the CLI."""
+        """The trainer's default hyperparameters for `env` (κ etc.), overridable from the CLI; per-env
+        values come from the env registry (`EnvSpec.trainers`), so an unknown env is one line."""
+        get_env_spec(env)
         return {}
 
     def config(self) -> dict[str, Any]:
@@ -236,14 +256,15 @@ ProgressFn = Callable[[int, dict[str, float]], None]
 class PPOCore:
     """Runs PPO (plus an Objective) on vectorised copies of one env and returns an `Agent`."""
 
-    def __init__(self, cfg: PPOConfig, objective: Objective | None = None, envs: EnvBatch | None = None):
+    def __init__(self, cfg: PPOConfig, objective: Objective | None = None, envs: EnvBatch | None = None,
+                 resume: ResumePoint | None = None):
         """`envs` defaults to `cfg.num_envs` copies of `cfg.env`; a learned attacker passes an env
-        object with the same interface that wraps its victim."""
+        object with the same interface that wraps its victim. `resume`: where to keep mid-run
+        snapshots (robbench/resume.py; None: no snapshots). The core runs `cfg.with_objective(objective)`
+        (`self.cfg`); the caller's `cfg` is left as it was."""
         self.objective = objective or Objective()
-        for key, value in self.objective.ppo_overrides().items():
-            setattr(cfg, key, value)
-        cfg.validate()
-        self.cfg = cfg
+        self.cfg = cfg = cfg.with_objective(self.objective)
+        self.resume = resume
         torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -274,9 +295,6 @@ class PPOCore:
         raw = np.stack([self.envs.reset_one(i, seed=cfg.seed * 100_003 + i) for i in range(cfg.num_envs)])
         self._obs = self.obs_filter(raw)
         self.objective.setup(self)
-        from robbench.resume import take_active
-
-        self.resume = take_active()  # where to keep mid-run snapshots (None: no snapshots)
 
     # ----------------------------------------------------------------------------------- schedule
     @property
@@ -459,7 +477,7 @@ class PPOCore:
     def train(self, progress: ProgressFn | None = None) -> dict[str, float]:
         """Run all iterations; `progress(iteration, stats)` is called after each one.
 
-        With a resume point (robbench/resume.py), a stored snapshot is restored first and a new
+        With a resume point (the constructor's `resume`), a stored snapshot is restored first and a new
         one is written every `every_s` wall seconds, so a killed run continues where it stopped.
         """
         self.wall_s, self._started = 0.0, None

@@ -10,15 +10,17 @@ Snapshots use the checkpoint format (safetensors + JSON metadata with a payload 
 pickle) and are written atomically, so a kill during a write leaves the previous snapshot. They are
 a cache: a snapshot that is corrupt, or from other code or another config, is ignored and the job
 starts over; it is deleted once the job's final output is stored.
+
+A job's `ResumePoint` is passed explicitly to what runs it: `PPOCore(..., resume=point)` for a
+training run or a PPO-trained adversary, `LearnedAttack.fit(..., resume=point)` for a learned
+attack's fit (robbench/artifacts.py).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,27 +252,6 @@ class ResumePoint:
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
-
-
-_ACTIVE: contextvars.ContextVar[ResumePoint | None] = contextvars.ContextVar("robbench_resume", default=None)
-
-
-@contextlib.contextmanager
-def active(point: ResumePoint | None) -> Iterator[ResumePoint | None]:
-    """Make `point` the snapshot place of the next `PPOCore` created in this context (used by
-    learned-attack fits, whose PPO core is built inside the attack)."""
-    token = _ACTIVE.set(point)
-    try:
-        yield point
-    finally:
-        _ACTIVE.reset(token)
-
-
-def take_active() -> ResumePoint | None:
-    """The active resume point, handed to one PPO core only."""
-    point = _ACTIVE.get()
-    _ACTIVE.set(None)
-    return point
 
 
 # ---------------------------------------------------------------------------------- env state

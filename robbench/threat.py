@@ -175,8 +175,11 @@ class LearnedAttack(Attack):
         return self.config()
 
     @abstractmethod
-    def fit(self, victim: Victim, gen: torch.Generator, progress=None) -> dict[str, Any]:
-        """Train against `victim`; return JSON-able training statistics."""
+    def fit(self, victim: Victim, gen: torch.Generator, progress=None, resume=None) -> dict[str, Any]:
+        """Train against `victim`; return JSON-able training statistics.
+
+        `resume` (a `robbench.resume.ResumePoint`, or None): where a long fit keeps mid-fit
+        snapshots so a killed fit continues where it stopped; a fit too short to need them ignores it."""
 
     @abstractmethod
     def state_dict(self) -> dict[str, torch.Tensor]:

@@ -23,7 +23,10 @@ def build_config(
     method: str, env: str, seed: int = 0, preset: str = "paper", steps: int | None = None,
     num_envs: int = 8, trainer_params: dict[str, Any] | None = None, **ppo_overrides: Any,
 ) -> tuple[PPOConfig, Any]:
-    """The PPO config and Objective for `method` on `env`, trainer defaults merged with overrides."""
+    """The PPO config and Objective for `method` on `env`, trainer defaults merged with overrides.
+
+    The config already holds the trainer's own PPO settings (`PPOConfig.with_objective`): it is the
+    one the core runs and the checkpoint records."""
     trainer_cls = get_trainer(method)
     if isinstance(seed, int) and not isinstance(seed, bool) and seed < 0:
         raise RobbenchError(f"--seed must be ≥ 0, got {seed}")
@@ -34,9 +37,9 @@ def build_config(
         valid = ", ".join(sorted(trainer_cls.defaults(env))) or "none"
         raise RobbenchError(f"method {method!r} has no setting {sorted(unknown_params)[0]!r}; valid: {valid}")
     cfg = PPOConfig.for_env(env, preset=preset, steps=steps, num_envs=num_envs, seed=seed, method=method,
-                            **ppo_overrides)
-    cfg.trainer = params
-    return cfg, trainer_cls(**params)
+                            trainer=params, **ppo_overrides)
+    objective = trainer_cls(**params)
+    return cfg.with_objective(objective), objective
 
 
 def checkpoint_problem(record: AgentRecord) -> str | None:
@@ -92,12 +95,13 @@ def train_agent(
         return existing, False
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     code_version = provenance.code_version()  # of the code that starts the run
-    core = PPOCore(cfg, objective)
-    core.resume = ResumePoint(
+    # A snapshot lacking any of the live state is ignored (training starts over): `PPOCore.train`
+    # loads it against the core's own `state`.
+    point = ResumePoint(
         store.home / "partial" / "train" / env / method / cfg.budget / f"seed{seed}.safetensors",
         identity={"agent_id": aid, "config": cfg.to_dict(), "code_version": code_version},
-        like=core.state,  # a snapshot lacking any of the live state is ignored (training starts over)
     )
+    core = PPOCore(cfg, objective, resume=point)
     final = core.train(progress)
     meta = {
         "agent_id": aid, "method": method, "env": env, "gym_id": core.envs.spec.gym_id, "seed": seed,

@@ -138,12 +138,11 @@ def test_a_killed_fit_resumes_from_its_last_search_step_and_ends_as_an_uninterru
             raise Killed
 
     point = resume.ResumePoint(tmp_path / "fit.safetensors", identity={"job": "ars"})
-    with resume.active(point), pytest.raises(Killed):
-        get_attack("ars_director")(EPS, **params).fit(Victim(agent), gen(0), progress=kill_after_two)
+    with pytest.raises(Killed):
+        get_attack("ars_director")(EPS, **params).fit(Victim(agent), gen(0), progress=kill_after_two, resume=point)
     point = resume.ResumePoint(tmp_path / "fit.safetensors", identity={"job": "ars"})
     resumed = get_attack("ars_director")(EPS, **params)
-    with resume.active(point):
-        stats = resumed.fit(Victim(agent), gen(0))
+    stats = resumed.fit(Victim(agent), gen(0), resume=point)
     assert point.resumed_from == 2 and len(stats["per_iteration"]) == 3
     assert torch.equal(resumed.theta, whole.theta)  # the finalists survived the kill: the same one is kept
 

@@ -307,7 +307,7 @@ def test_scan_members_are_separate_cells(home, monkeypatch):
     (The fit itself is replaced by a random Q: this is about the bookkeeping, fits are tested above.)"""
     fits = []
 
-    def random_fit(self, victim, gen, progress=None):
+    def random_fit(self, victim, gen, progress=None, resume=None):
         fits.append((self.eps_sarsa, self.reg))
         self.load_state_dict(random_q_attack(seed=len(fits)).state_dict())
         return {"rollouts": self.rollouts}

@@ -4,6 +4,8 @@
 - robbench.pgd's in-place update against the out-of-place formula it replaced.
 - the core's merged μ(s)/μ(ŝ) forward (`Objective.perturbed_states` → `mb.perturbed_mean`) against
   each objective's stand-alone `extra_loss`.
+- robbench.fastpath (the trainers' hand-written inner gradients and WocaR's Q step) against
+  autograd: gradients, solver outputs, and each trainer's loss with `fast_path` on and off.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import math
 import pytest
 import torch
 
+from robbench import fastpath
 from robbench.fastbounds import FastMLPBounds, TanhTable
 from robbench.lirpa_compat import bounded_module, bounds, mixed_ibp_crown_ibp
 from robbench.pgd import sign_gradient_ascent
-from robbench.policy import GaussianPolicy, mlp
+from robbench.policy import GaussianPolicy, UnsupportedNetwork, mlp
 
 TOL = 2e-5
 
@@ -194,8 +197,8 @@ def test_merged_forward_equals_standalone_extra_loss(method):
 
 
 def test_arppo_direction_shortcut_gives_the_same_perturbed_states():
-    """AR-PPO's solver uses the surrogate head's `direction` (u without the positive factor r):
-    the sign of each sample's gradient, hence ŝ, must equal the full-gradient (autograd) solve."""
+    """AR-PPO's fast solver uses the surrogate head's `direction` (u without the positive factor r):
+    the sign of each sample's gradient, hence ŝ, must equal the autograd solve on the policy."""
     from robbench.agents import _robust
     from robbench.ppo import Minibatch
 
@@ -208,14 +211,88 @@ def test_arppo_direction_shortcut_gives_the_same_perturbed_states():
         old_log_probs = _robust.gaussian_log_prob(mean + 0.3 * torch.randn(64, 3), policy.log_std, actions)
     adv = torch.randn(64)
     mb = Minibatch(obs, actions, old_log_probs, adv, torch.zeros(64), torch.zeros(64), torch.arange(64))
-    net = _robust.MeanNet(policy)
-    head = _robust.SurrogateHead(net, mb, policy.log_std.detach(), 0.2)
+    log_std = policy.log_std.detach()
+
+    def surrogate(x):
+        ratio = torch.exp(_robust.gaussian_log_prob(policy(x), log_std, actions) - old_log_probs)
+        return torch.min(ratio * adv, torch.clamp(ratio, 0.8, 1.2) * adv)
+
     args = dict(steps=10, step_size=0.01, start="uniform", maximize=False)
-    fast = sign_gradient_ascent(net.objective(head), obs, 0.1, torch.Generator().manual_seed(1),
-                                gradient=net.gradient(head), **args)
-    slow = sign_gradient_ascent(net.objective(head), obs, 0.1, torch.Generator().manual_seed(1), **args)
+    fast = sign_gradient_ascent(surrogate, obs, 0.1, torch.Generator().manual_seed(1),
+                                gradient=fastpath.surrogate_gradient(policy, mb, 0.2), **args)
+    slow = sign_gradient_ascent(surrogate, obs, 0.1, torch.Generator().manual_seed(1), **args)
     assert torch.equal(fast, slow)
     assert float((fast - obs).abs().max()) > 0.05  # the solve moved
+
+
+def test_sgld_fast_path_gives_the_autograd_states():
+    """SA-PPO's / BAR-PPO's SGLD ŝ with the hand gradient (and the fast path's own μ(s)) equals the
+    autograd solve on the policy, with the same generator."""
+    from robbench.agents import _robust
+    from robbench.ppo import PPOCore
+    from robbench.train import build_config
+
+    cfg, objective = build_config("sappo", "hopper", seed=0, steps=2048, num_envs=1)
+    core = PPOCore(cfg, objective)
+    try:
+        batch = core.collect()
+        obs = batch.obs[:64]
+        with torch.no_grad():  # a policy whose mean depends strongly on s
+            for p in core.policy.mean_net.parameters():
+                p.mul_(3.0)
+        got = {}
+        for fast in (True, False):
+            core.gen.manual_seed(7)
+            got[fast] = _robust.sgld_max_divergence(core, obs, cfg.eps, 10, cfg.eps / 10, fast=fast)
+        assert torch.equal(got[True], got[False])
+        assert float((got[True] - obs).abs().max()) > 0.5 * cfg.eps
+    finally:
+        core.envs.close()
+
+
+@pytest.mark.parametrize("method", ["sappo", "barppo", "arppo", "wocar"])
+def test_trainer_loss_is_the_same_with_and_without_its_fast_path(method):
+    """`Objective.fast_path` changes how gradients are computed, never what the trainer optimises:
+    one minibatch's extra loss and its policy gradients agree to float tolerance, and so does
+    WocaR's TD loss on one batch (its a* search and Q step run with and without the fast path)."""
+    from robbench.ppo import Minibatch, PPOCore
+    from robbench.train import build_config
+
+    cfg, objective = build_config(method, "hopper", seed=0, steps=2 * 2048, num_envs=4)
+    core = PPOCore(cfg, objective)
+    try:
+        batch = core.collect()
+        core.minibatch_step = int(0.5 * cfg.iterations * cfg.epochs * cfg.minibatches)
+        start = (core.gen.get_state(), {k: v.clone() for k, v in getattr(objective, "q", torch.nn.Linear(1, 1))
+                                        .state_dict().items()})
+        idx = torch.arange(64)
+        adv = batch.advantages[idx]
+        mb = Minibatch(batch.obs[idx], batch.actions[idx], batch.log_probs[idx], (adv - adv.mean()) / adv.std(),
+                       batch.returns[idx], batch.values[idx], idx)
+        params = list(core.policy.parameters())
+        results = {}
+        for fast in (True, False):
+            objective.fast_path = fast
+            core.gen.set_state(start[0])
+            if method == "wocar":
+                objective.q.load_state_dict(start[1])
+                objective.q_target.load_state_dict(start[1])
+                objective.q_epochs, objective.q_minibatches = 1, 1  # one Q step: its loss is before any update
+                objective.prepare_batch(core, batch)
+            loss = objective.extra_loss(core, Minibatch(**{f: getattr(mb, f) for f in
+                                                           ("obs", "actions", "log_probs", "advantages",
+                                                            "returns", "values", "index")}))
+            q_loss = objective.last_q_loss if method == "wocar" else 0.0
+            results[fast] = (loss.detach(), torch.autograd.grad(loss, params, allow_unused=True), q_loss)
+        (lf, gf, qf), (ls, gs, qs) = results[True], results[False]
+        assert math.isclose(float(lf), float(ls), rel_tol=1e-5, abs_tol=1e-7)
+        for a, b in zip(gf, gs):
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+        assert math.isclose(qf, qs, rel_tol=1e-5)  # WocaR's TD loss (a* searched with or without it)
+    finally:
+        core.envs.close()
 
 
 def test_wocar_worst_action_hand_gradient_equals_autograd():
@@ -227,32 +304,40 @@ def test_wocar_worst_action_hand_gradient_equals_autograd():
     s = torch.randn(512, 11)
     lo = torch.randn(512, 3) * 0.3 - 0.5
     hi = lo + 0.4
-    fast = worst_action(q, s, lo, hi, torch.Generator().manual_seed(0))
-    centre, radius = (hi + lo) / 2, (hi - lo) / 2
-    slow = sign_gradient_ascent(lambda a: q(torch.cat([s, a], -1)).squeeze(-1), centre, radius,
-                                torch.Generator().manual_seed(0), steps=50, step_size=2 * radius / 50,
-                                start="clean", maximize=False)
+    fast = worst_action(q, s, lo, hi, torch.Generator().manual_seed(0), fast=True)
+    slow = worst_action(q, s, lo, hi, torch.Generator().manual_seed(0), fast=False)
     assert torch.equal(fast, slow)
+    centre = (hi + lo) / 2
     with torch.no_grad():
         assert float(q(torch.cat([s, fast], -1)).mean()) < float(q(torch.cat([s, centre], -1)).mean())
 
 
 def test_wocar_hand_td_gradients_equal_autograd():
-    """WocaR's Q step writes its gradients by hand; they must equal autograd's on the same loss."""
-    from robbench.agents.wocar import linear_layers, td_step_gradients
+    """WocaR's fast Q step writes its gradients by hand; they must equal autograd's on `td_loss`."""
+    from robbench.agents.wocar import td_loss
 
     torch.manual_seed(0)
     q, q_target = mlp(14, 1, (64, 64), out_gain=1.0), mlp(14, 1, (64, 64), out_gain=1.0)
     sa, next_sa = torch.randn(64, 14), torch.randn(64, 14)
     rewards, not_done = torch.randn(64), (torch.rand(64) > 0.1).float()
-    loss = td_step_gradients(linear_layers(q), linear_layers(q_target), sa, next_sa, rewards, not_done, 0.99)
+    loss = fastpath.td_step_gradients(q, q_target, sa, next_sa, rewards, not_done, 0.99)
     hand = [p.grad.clone() for p in q.parameters()]
     q.zero_grad()
-    with torch.no_grad():
-        target = rewards + 0.99 * not_done * q_target(next_sa).squeeze(-1)
-    ref = (q(sa).squeeze(-1) - target).pow(2).mean()
+    ref = td_loss(q, q_target, sa, next_sa, rewards, not_done, 0.99)
     ref.backward()
     assert torch.allclose(loss, ref.detach(), rtol=1e-6)
     for h, p in zip(hand, q.parameters()):
         assert h.shape == p.grad.shape and torch.allclose(h, p.grad, rtol=1e-5, atol=1e-7)
     assert all(float(p.grad.abs().max()) > 0 for p in q.parameters())
+
+
+def test_fast_paths_take_only_the_tanh_mlp():
+    """One structure check (robbench.policy.linear_tanh_layers) guards fastbounds and fastpath alike."""
+    relu = mlp(5, 2, (8,), 1.0, activation="relu")
+    for build in (fastpath.SigmoidMLP, FastMLPBounds):
+        with pytest.raises(UnsupportedNetwork, match="ReLU"):
+            build(relu)
+    net = mlp(5, 2, (8, 8, 8), 1.0)
+    x = torch.randn(6, 5)
+    with torch.no_grad():
+        assert close(fastpath.SigmoidMLP(net).mean(x), net(x), 1e-5)  # the sigmoid form is the same function

@@ -87,3 +87,22 @@ def test_quick_preset_learns_to_hop():
     core = PPOCore(PPOConfig.for_env("hopper", preset="quick"))
     stats = core.train()
     assert stats["mean_return"] > 500
+
+
+def test_config_is_frozen_and_the_core_leaves_the_callers_config_alone():
+    """PPOConfig is frozen; the core runs its trainer's PPO settings on a copy (`with_objective`)."""
+    import dataclasses
+
+    from robbench.train import build_config
+
+    cfg = PPOConfig.for_env("halfcheetah", preset="smoke", num_envs=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.policy_lr = 1.0
+    _, objective = build_config("radial", "halfcheetah", preset="smoke", num_envs=1)
+    core = PPOCore(cfg, objective)
+    try:
+        assert core.cfg.policy_lr == 1e-4 and core.cfg.anneal_lr is False  # HalfCheetah's RADIAL settings
+        assert cfg.policy_lr == 3e-4 and cfg.anneal_lr is True  # the caller's config, unchanged
+        assert core.resume is None  # no snapshot place unless one is passed
+    finally:
+        core.envs.close()
