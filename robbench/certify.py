@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from robbench import lirpa_compat
-from robbench.errors import RobbenchError, unknown
+from robbench.errors import RobbenchError, unknown, validate_count
 from robbench.evaluate import DEFAULT_BASE_SEED, Protocol, evaluate
 from robbench.pgd import sign_gradient_ascent
 from robbench.policy import Agent
@@ -115,8 +115,7 @@ def collect_states(
     after the first `episodes`, further rounds are sized from the mean episode length until at
     least `n` states were visited (at most `max_episodes` episodes in all).
     """
-    if n <= 0:
-        raise RobbenchError(f"--states must be positive, got {n}")
+    validate_count(n, "states")
     recorder = _StateRecorder()
     done, visited = 0, 0
     round_size = episodes
@@ -386,9 +385,11 @@ def parse_methods(selector: str) -> list[str]:
     return [m for m in METHODS if m in names]
 
 
-def validate_threshold(threshold: float) -> float:
-    if threshold is None or not math.isfinite(threshold) or threshold < 0:
-        raise RobbenchError(f"--threshold must be a finite number ≥ 0 (action units), got {threshold}")
+def validate_threshold(threshold: object, what: str = "--threshold") -> float:
+    """The one check of a deviation threshold (CLI flag, grid key, job spec), named by `what`."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+            or threshold < 0:
+        raise RobbenchError(f"{what} must be a finite number ≥ 0 (action units), got {threshold!r}")
     return float(threshold)
 
 
@@ -409,9 +410,8 @@ def certify_agent(
     record = store.get_agent(agent_id)
     spec = get_env_spec(record.env)
     eps = validate_eps(spec.eps if eps is None else eps)
-    if states <= 0:
-        raise RobbenchError(f"--states must be positive, got {states}")
-    threshold = validate_threshold(threshold)
+    validate_count(states, "states")
+    threshold = validate_threshold(threshold, "threshold")
     methods = parse_methods(",".join(methods))
     existing = {certificate_key(r): r for r in store.certificates()}
 
