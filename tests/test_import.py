@@ -1,4 +1,4 @@
-"""Bring your own agent (robbench/importers.py): SB3, CleanRL and torch agents imported into a results
+"""Bring your own agent (robbench/importers/): SB3, CleanRL and torch agents imported into a results
 home, evaluated with their own conventions; hostile or wrong inputs are one line, and nothing runs."""
 
 from __future__ import annotations
