@@ -372,6 +372,22 @@ def certificate_key(row: dict[str, Any]) -> tuple:
             float(row["threshold"]))
 
 
+def stored_certificates(store, agent_id: str, methods: Sequence[str], eps: float | None = None,
+                        states: int = DEFAULT_STATES, threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str, Any]]:
+    """{method: stored row} of the certificates `certify_agent` would compute with these settings
+    (`eps=None`: the agent's protocol ε), for the agent's current checkpoint; missing methods are absent.
+
+    The row key is (agent, checkpoint hash, method, ε, states, threshold): `certify_agent` skips the
+    methods found here, and the CLI reads the rows its certify jobs wrote back through it."""
+    from robbench.envs import get_env_spec
+
+    record = store.get_agent(agent_id)
+    eps = validate_eps(get_env_spec(record.env).eps if eps is None else eps)
+    existing = {certificate_key(r): r for r in store.certificates()}
+    keys = {m: (agent_id, record.sha256, m, float(eps), int(states), float(threshold)) for m in methods}
+    return {m: existing[k] for m, k in keys.items() if k in existing}
+
+
 def parse_methods(selector: str) -> list[str]:
     """`all` or a comma-separated list of bound methods, in the canonical order."""
     if selector.strip() == "all":
@@ -413,14 +429,10 @@ def certify_agent(
     validate_count(states, "states")
     threshold = validate_threshold(threshold, "threshold")
     methods = parse_methods(",".join(methods))
-    existing = {certificate_key(r): r for r in store.certificates()}
-
-    def key(method: str) -> tuple:
-        return (agent_id, record.sha256, method, float(eps), int(states), float(threshold))
-
-    todo = [m for m in methods if force or key(m) not in existing]
+    stored = stored_certificates(store, agent_id, methods, eps, states, threshold)
+    todo = [m for m in methods if force or m not in stored]
     if not todo:
-        return [CertifyOutcome(existing[key(m)], False) for m in methods]
+        return [CertifyOutcome(stored[m], False) for m in methods]
     agent = store.load_agent(agent_id)
     sample = collect_states(agent, states)
     if progress is not None:
@@ -454,7 +466,7 @@ def certify_agent(
         outcomes[method] = CertifyOutcome(row, True)
         if progress is not None:
             progress(method)
-    return [outcomes.get(m) or CertifyOutcome(existing[key(m)], False) for m in methods]
+    return [outcomes.get(m) or CertifyOutcome(stored[m], False) for m in methods]
 
 
 def _auto_lirpa_version() -> str:

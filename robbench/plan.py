@@ -1,5 +1,5 @@
-"""What a command asks for, as jobs: the one path from `train`, `evaluate`, `zoo verify` and `demo`
-(and the Python API) to the scheduler.
+"""What a command asks for, as jobs: the one path from `train`, `evaluate`, `certify`, `zoo verify`
+and `demo` (and the Python API) to the scheduler.
 
 A grid file (robbench/grid.py) and a command line name the same work in two ways; both end in
 `grid.train_jobs` / `grid.attack_jobs` / `grid.certify_jobs`, so a cell asked for on the command
@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
 from robbench.errors import RobbenchError, unknown, validate_count
 from robbench.evaluate import DEFAULT_EPISODES
 from robbench.jobs import Job
@@ -131,6 +132,18 @@ def plan_attacks(store, agents: str, selector: str, episodes: int = DEFAULT_EPIS
         runnable.append(job)
     plan.jobs = runnable
     return plan
+
+
+def plan_certify(store, agents: str, methods: list[str], eps: float | None = None, states: int = DEFAULT_STATES,
+                 threshold: float = DEFAULT_THRESHOLD, force: bool = False) -> list[Job]:
+    """One certify job per agent of `agents` (`all` or ids) in the home."""
+    from robbench.grid import certify_jobs
+    from robbench.store import iter_agent_ids
+
+    ids = list(iter_agent_ids(store, agents))
+    if not ids:
+        raise RobbenchError("no agents in this results home; train one with `robbench train`")
+    return certify_jobs({aid: () for aid in ids}, methods, eps, states, threshold, force)
 
 
 def _fitted(store, spec) -> bool:

@@ -18,7 +18,7 @@ traceback.
     robbench --version
 
 A package: `common` (the app, one-line errors, consoles, the progress of a run of jobs, plain
-output off a terminal), `jobs` (train, evaluate, run), `results` (import, report, list, certify,
+output off a terminal), `jobs` (train, evaluate, certify, run), `results` (import, report, list,
 merge) and `zoo` (zoo, toy, demo). The commands only parse their flags and call the library:
 every job comes from robbench/plan.py or robbench/grid.py, the one path to the scheduler.
 """
@@ -26,8 +26,8 @@ every job comes from robbench/plan.py or robbench/grid.py, the one path to the s
 from __future__ import annotations
 
 from robbench.cli.common import app, cli_errors, main, write_atomic
-from robbench.cli.jobs import evaluate, run, train
-from robbench.cli.results import certify, import_, list_, merge, report
+from robbench.cli.jobs import certify, evaluate, run, train
+from robbench.cli.results import import_, list_, merge, report
 from robbench.cli.zoo import demo, toy, zoo_export, zoo_list, zoo_verify
 
 __all__ = ["app", "certify", "cli_errors", "demo", "evaluate", "import_", "list_", "main", "merge", "report", "run",

@@ -1,4 +1,4 @@
-"""The commands that run jobs: `train`, `evaluate` and `run` (a grid file).
+"""The commands that run jobs: `train`, `evaluate`, `certify` and `run` (a grid file).
 
 Each parses its flags, asks robbench/plan.py (or robbench/grid.py) for the jobs and hands them to
 the scheduler through `common.execute`; `demo` and `zoo verify` reuse `train_agents` and
@@ -11,8 +11,9 @@ from typing import Optional
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.table import Column, Table
 
+from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
 from robbench.cli.common import (AddressOpt, BackendOpt, HomeOpt, WorkersOpt, app, cli_errors, execute,
                                  exit_on_failures, open_store, out_console, plural, say)
 from robbench.errors import validate_count
@@ -172,3 +173,80 @@ def run(
     outcomes = execute(jobs, root, workers, backend, address, "grid")
     exit_on_failures(outcomes)
     say("done; see `robbench report`")
+
+
+# ------------------------------------------------------------------------------------------- certify
+@app.command()
+@cli_errors
+def certify(
+    agents: str = typer.Option("all", help="`all` or comma-separated agent ids."),
+    method: str = typer.Option("all", help="Bound method: ibp, crown-ibp, crown, all, or a comma-separated list."),
+    eps: Optional[float] = typer.Option(None, help="Radius of the ℓ∞ ball (default: the protocol ε of the agent's env)."),
+    states: int = typer.Option(DEFAULT_STATES, help="States sampled from the agent's natural episodes."),
+    threshold: float = typer.Option(
+        DEFAULT_THRESHOLD, help="Certified action deviation counted as small, in action units (fraction of states ≤ it)."),
+    force: bool = typer.Option(False, help="Recompute certificates that are already stored."),
+    workers: Optional[int] = WorkersOpt,
+    backend: str = BackendOpt,
+    address: Optional[str] = AddressOpt,
+    home: Optional[str] = HomeOpt,
+):
+    """Certified bounds of the policy mean over the ε-ball (auto-LiRPA), soundness-checked, then stored.
+
+    One certify job per agent, run in parallel over --workers; the rows are then read back."""
+    from robbench.certify import parse_methods, stored_certificates, validate_threshold
+    from robbench.plan import plan_certify
+    from robbench.threat import validate_eps
+
+    methods = parse_methods(method)
+    if eps is not None:
+        validate_eps(eps, "--eps")
+    validate_count(states, "--states")
+    validate_threshold(threshold)
+    check_executor(backend, workers, address)
+    with open_store(home, must_exist=True) as store:
+        jobs = plan_certify(store, agents, methods, eps, states, threshold, force)
+        before = {j.typed.agent_id: {} if force else stored_certificates(store, j.typed.agent_id, methods, eps,
+                                                                         states, threshold) for j in jobs}
+        root = store.home
+    outcomes = execute(jobs, root, workers, backend, address, "certify")
+    certified = [o.job.typed.agent_id for o in outcomes if o.status in ("done", "cached")]
+    rows = []
+    with open_store(str(root), must_exist=True, readonly=True) as store:
+        for aid in sorted(certified, key=list(before).index):
+            now = stored_certificates(store, aid, methods, eps, states, threshold)
+            rows += [(now[m], m in before[aid]) for m in methods if m in now]
+    if rows:
+        _certificate_table(rows, states, threshold)
+    exit_on_failures(outcomes)
+
+
+def _certificate_table(rows: list[tuple[dict, bool]], states: int, threshold: float) -> None:
+    """The certified rows, as (row, whether it was stored before and kept), with the notes under them."""
+    checked = sorted({r["soundness_checked_points"] for r, _ in rows})
+    t = Table(Column("agent id", overflow="fold", min_width=18),
+              *(Column(h, no_wrap=True) for h in ("method", "ε", "mean dev", "max dev", "Σu²/σ²",
+                                                   f"≤ {threshold:g}", "s/1k")),
+              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+              title=f"certified bounds of μ over the ε-ball, {states} states per agent")
+    notes = [
+        "dev = max_i u_i in action units (mean and max over states); Σu²/σ²: mean over states; "
+        "s/1k: bound seconds per 1000 states",
+        f"sound: no PGD, MAD or sampled point left the bounds ({', '.join(map(str, checked))} ball points "
+        "per agent)",
+    ]
+    kept = 0
+    for r, was_stored in rows:
+        kept += was_stored
+        t.add_row(r["agent_id"], r["method"], f"{r['eps']:g}", f"{r['mean_dev']:.3g}", f"{r['max_dev']:.3g}",
+                  f"{r['mean_sum_u2_sigma2']:.4g}", f"{r['frac_below']:.1%}", f"{r['seconds_per_1000']:.2g}")
+        cmp = (r["info"] or {}).get("vs_ibp")
+        if cmp and cmp.get("looser_states"):
+            notes.append(f"{r['agent_id']} {r['method']}: looser than IBP on {cmp['looser_states']} of "
+                         f"{r['states']} states (both sound; reported per method)")
+    if kept:
+        notes.append(f"{kept} of {len(rows)} rows were stored before and kept (--force recomputes them)")
+    out = out_console()
+    out.print(t)
+    for n in notes:
+        out.print(n)

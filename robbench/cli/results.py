@@ -1,5 +1,5 @@
 """The commands that read and write a results home without running jobs: `import`, `report`,
-`list`, `certify` and `merge`."""
+`list` and `merge`."""
 
 from __future__ import annotations
 
@@ -9,14 +9,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn
 from rich.table import Column, Table
 
-from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
-from robbench.cli.common import (HomeOpt, app, cli_errors, err_console, open_store, out_console, plural, say,
-                                 write_atomic)
-from robbench.errors import RobbenchError, unknown, validate_count
+from robbench.cli.common import HomeOpt, app, cli_errors, open_store, out_console, plural, say, write_atomic
+from robbench.errors import RobbenchError, unknown
 
 
 # -------------------------------------------------------------------------------------------- import
@@ -146,80 +142,6 @@ def list_(what: str = typer.Argument(..., help="envs, trainers, attacks or agent
                           a.meta.get("provenance", {}).get("started", ""))
     out_console().print(t)
 
-
-
-# ------------------------------------------------------------------------------------------- certify
-@app.command()
-@cli_errors
-def certify(
-    agents: str = typer.Option("all", help="`all` or comma-separated agent ids."),
-    method: str = typer.Option("all", help="Bound method: ibp, crown-ibp, crown, all, or a comma-separated list."),
-    eps: Optional[float] = typer.Option(None, help="Radius of the ℓ∞ ball (default: the protocol ε of the agent's env)."),
-    states: int = typer.Option(DEFAULT_STATES, help="States sampled from the agent's natural episodes."),
-    threshold: float = typer.Option(
-        DEFAULT_THRESHOLD, help="Certified action deviation counted as small, in action units (fraction of states ≤ it)."),
-    force: bool = typer.Option(False, help="Recompute certificates that are already stored."),
-    home: Optional[str] = HomeOpt,
-):
-    """Certified bounds of the policy mean over the ε-ball (auto-LiRPA), soundness-checked, then stored."""
-    from robbench.certify import certify_agent, parse_methods, validate_threshold
-    from robbench.store import iter_agent_ids
-
-    from robbench.threat import validate_eps
-
-    methods = parse_methods(method)
-    if eps is not None:
-        validate_eps(eps, "--eps")
-    validate_count(states, "--states")
-    validate_threshold(threshold)
-    rows = []
-    with open_store(home, must_exist=True) as store:
-        ids = list(iter_agent_ids(store, agents))
-        if not ids:
-            raise RobbenchError("no agents in this results home; train one with `robbench train`")
-        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-                      TextColumn("{task.fields[info]}"), console=err_console()) as bar:
-            task = bar.add_task("certify", total=len(ids) * len(methods), info="")
-            for aid in ids:
-                bar.update(task, info=aid)
-                try:
-                    outcomes = certify_agent(
-                        store, aid, methods, eps=eps, states=states, threshold=threshold, force=force,
-                        progress=lambda stage: bar.advance(task) if stage in methods else None,
-                    )
-                except RobbenchError:  # e.g. a bad checkpoint: the error alone, on one line
-                    bar.remove_task(task)
-                    raise
-                rows += outcomes
-                bar.update(task, completed=(ids.index(aid) + 1) * len(methods))
-    checked = sorted({o.row["soundness_checked_points"] for o in rows})
-    t = Table(Column("agent id", overflow="fold", min_width=18),
-              *(Column(h, no_wrap=True) for h in ("method", "ε", "mean dev", "max dev", "Σu²/σ²",
-                                                   f"≤ {threshold:g}", "s/1k")),
-              box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
-              title=f"certified bounds of μ over the ε-ball, {states} states per agent")
-    notes = [
-        "dev = max_i u_i in action units (mean and max over states); Σu²/σ²: mean over states; "
-        "s/1k: bound seconds per 1000 states",
-        f"sound: no PGD, MAD or sampled point left the bounds ({', '.join(map(str, checked))} ball points "
-        "per agent)",
-    ]
-    kept = 0
-    for o in rows:
-        r = o.row
-        kept += not o.computed
-        t.add_row(r["agent_id"], r["method"], f"{r['eps']:g}", f"{r['mean_dev']:.3g}", f"{r['max_dev']:.3g}",
-                  f"{r['mean_sum_u2_sigma2']:.4g}", f"{r['frac_below']:.1%}", f"{r['seconds_per_1000']:.2g}")
-        cmp = (r["info"] or {}).get("vs_ibp")
-        if cmp and cmp.get("looser_states"):
-            notes.append(f"{r['agent_id']} {r['method']}: looser than IBP on {cmp['looser_states']} of "
-                         f"{r['states']} states (both sound; reported per method)")
-    if kept:
-        notes.append(f"{kept} of {len(rows)} rows were stored before and kept (--force recomputes them)")
-    out = out_console()
-    out.print(t)
-    for n in notes:
-        out.print(n)
 
 
 # --------------------------------------------------------------------------------------------- merge
