@@ -28,7 +28,7 @@ from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
 from robbench.errors import RobbenchError, unknown, validate_count, validate_seed
 from robbench.evaluate import DEFAULT_EPISODES
 from robbench.jobs import Job
-from robbench.specs import CertifySpec, EvaluateSpec, FitSpec, TrainSpec
+from robbench.specs import AttackSpec, CertifySpec, EvaluateSpec, FitSpec, TrainSpec
 
 GRID_KEYS = {
     "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
@@ -346,10 +346,11 @@ def drop_critic_cells(store, jobs: list[Job]) -> tuple[list[Job], list[tuple[str
     dropped: dict[tuple[str, str], None] = {}
     dropped_keys: set[str] = set()
     for job in jobs:
-        aid, name = job.spec.get("agent_id"), job.spec.get("attack")
-        if (job.kind in ("fit", "evaluate") and aid in critic_less and get_attack(name).needs_critic) \
-                or any(d in dropped_keys for d in job.deps):
-            dropped[(aid, name)] = None
+        spec = job.typed
+        attacked = isinstance(spec, AttackSpec)
+        if (attacked and spec.agent_id in critic_less and get_attack(spec.attack).needs_critic) \
+                or any(d in dropped_keys for d in job.deps):  # a job needing a dropped one attacks too
+            dropped[(spec.agent_id, spec.attack)] = None
             dropped_keys.add(job.key)
             continue
         kept.append(job)

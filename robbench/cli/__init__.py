@@ -5,17 +5,17 @@
                     --activation --spec --name]
     robbench run <grid.toml|yaml> [--workers N] [--backend local|ray [--address auto|host:port]]
     robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
-    robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold]
+    robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold --workers N]
     robbench report --format markdown|csv|json [--out]
     robbench list envs|trainers|attacks|agents
     robbench merge <other-home>... [--home]
-    robbench zoo list|export
+    robbench zoo list|verify|export
     robbench demo
+    robbench --version
 
 Bad input gets one line on stderr naming the bad value and the valid choices, exit status 2, no
-traceback.
-
-    robbench --version
+traceback. A job that fails (a bad checkpoint, an attack that errs) is its own `✗ label: reason`
+line, the other jobs still run, and the exit status is 1.
 
 A package: `common` (the app, one-line errors, consoles, the progress of a run of jobs, plain
 output off a terminal), `jobs` (train, evaluate, certify, run), `results` (import, report, list,

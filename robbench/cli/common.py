@@ -164,7 +164,7 @@ def execute(jobs, home: Path, workers, backend: str, address, title: str) -> lis
     runnable = len(jobs)
     # The bar advances by each job's estimated cost (robbench/cost.py), so its ETA weighs a long
     # adversary fit above a short evaluation; the count of jobs is shown beside it.
-    cost = {job.key: estimate_seconds(job.kind, job.spec) for job in jobs}
+    cost = {job.key: estimate_seconds(job.kind, job.typed) for job in jobs}
     console = err_console()
 
     def job_line(o) -> str | None:

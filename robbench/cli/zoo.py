@@ -89,7 +89,7 @@ def toy(
     lr: float = typer.Option(0.01, help="Step size of the projected gradient ascent."),
 ):
     """Exact landscape analysis of SPO, ARPO and BARPO on the two-state ISA-MDP (paper Appendix D)."""
-    from robbench.toy import run_toy
+    from robbench.toy_run import run_toy
 
     if grid < 2:
         raise RobbenchError(f"--grid must be at least 2, got {grid}")
