@@ -29,6 +29,7 @@ from robbench.errors import RobbenchError, unknown, validate_count, validate_see
 from robbench.evaluate import DEFAULT_EPISODES
 from robbench.jobs import Job
 from robbench.specs import AttackSpec, CertifySpec, EvaluateSpec, FitSpec, TrainSpec
+from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 
 GRID_KEYS = {
     "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
@@ -103,9 +104,9 @@ class Grid:
     envs: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
     steps: int | None = None
-    num_envs: int = 8
+    num_envs: int = DEFAULT_NUM_ENVS
     trainer_params: dict[str, dict] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
     attacks: list[str] = field(default_factory=list)
@@ -245,11 +246,11 @@ def _parse_grid(raw: Any, name: str) -> Grid:
     if bool(grid.envs) != bool(grid.methods):
         raise RobbenchError(f"{name}: give both envs and methods to train agents (or neither)")
     grid.seeds = parse_seeds(raw.get("seeds", 0), f"{name}: seeds")
-    grid.preset = raw.get("preset", "paper")
+    grid.preset = raw.get("preset", DEFAULT_PRESET)
     if not isinstance(grid.preset, str):
         raise RobbenchError(f"{name}: preset must be a name, got {grid.preset!r}")
     grid.steps = integer("steps", None)
-    grid.num_envs = integer("num_envs", 8)
+    grid.num_envs = integer("num_envs", DEFAULT_NUM_ENVS)
     from robbench.registry import trainers
 
     grid.trainer_params = table("trainer_params", trainers())

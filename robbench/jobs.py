@@ -53,6 +53,10 @@ class Job:
     key: str = field(default="", compare=False)
     typed: JobSpec | None = field(default=None, compare=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.typed is None:  # built field by field: the typed spec comes from the dict form
+            object.__setattr__(self, "typed", as_spec(self.kind, self.spec))
+
     @staticmethod
     def make(kind: str, spec: JobSpec | dict[str, Any], label: str, deps: Iterable[str] = ()) -> Job:
         """A job from a typed spec, or from a dict (checked by turning it into one: bad input is one line)."""

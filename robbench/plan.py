@@ -17,6 +17,7 @@ from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
 from robbench.errors import RobbenchError, unknown, validate_count
 from robbench.evaluate import DEFAULT_EPISODES
 from robbench.jobs import Job
+from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 
 
 def parse_settings(items: list[str], what: str = "--param") -> dict[str, Any]:
@@ -33,8 +34,9 @@ def parse_settings(items: list[str], what: str = "--param") -> dict[str, Any]:
     return params
 
 
-def plan_training(method: str, env: str, seeds: list[int], preset: str = "paper", steps: int | None = None,
-                  num_envs: int = 8, params: dict[str, Any] | None = None, force: bool = False) -> list[Job]:
+def plan_training(method: str, env: str, seeds: list[int], preset: str = DEFAULT_PRESET, steps: int | None = None,
+                  num_envs: int = DEFAULT_NUM_ENVS, params: dict[str, Any] | None = None,
+                  force: bool = False) -> list[Job]:
     """One train job per seed, the trainer, env, preset and settings checked first."""
     from robbench.envs import get_env_spec
     from robbench.grid import train_jobs

@@ -4,7 +4,7 @@ A job is content-addressed (robbench/jobs.py): its key hashes its kind, its spec
 version, and the jobs table of every results home stores the spec as JSON. These frozen
 dataclasses are the one place a spec's fields, defaults and checks live; grids, the CLI and the
 Python API build them, the job runners read them. The defaults are the named constants of
-robbench/evaluate.py and robbench/certify.py, never restated.
+robbench/evaluate.py, robbench/certify.py and robbench/train.py, never restated.
 
 `to_dict()` is the spec's content address and must not drift: it has exactly the keys the
 untyped dicts had before these classes existed, so the same work keeps the same job key and the
@@ -23,6 +23,7 @@ from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD, METHODS, validat
 from robbench.errors import RobbenchError, unknown, validate_count, validate_seed
 from robbench.evaluate import DEFAULT_BASE_SEED, DEFAULT_EPISODES
 from robbench.threat import validate_eps
+from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 
 
 def _name(value: Any, what: str) -> str:
@@ -82,9 +83,9 @@ class TrainSpec(JobSpec):
     method: str
     env: str
     seed: int
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
     steps: int | None = None
-    num_envs: int = 8
+    num_envs: int = DEFAULT_NUM_ENVS
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -18,6 +18,7 @@ from robbench.cli.common import (AddressOpt, BackendOpt, HomeOpt, WorkersOpt, ap
                                  exit_on_failures, open_store, out_console, plural, say)
 from robbench.errors import validate_count
 from robbench.evaluate import DEFAULT_EPISODES
+from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 
 
 def check_executor(backend: str, workers, address) -> None:
@@ -26,8 +27,8 @@ def check_executor(backend: str, workers, address) -> None:
     check_executor_options(backend, workers, address)
 
 
-def train_agents(method: str, env: str, seeds: list[int], preset: str = "paper", steps: Optional[int] = None,
-                 num_envs: int = 8, params: dict | None = None, force: bool = False, workers=None,
+def train_agents(method: str, env: str, seeds: list[int], preset: str = DEFAULT_PRESET,
+                 steps: Optional[int] = None, num_envs: int = DEFAULT_NUM_ENVS, params: dict | None = None, force: bool = False, workers=None,
                  backend: str = "local", address=None, home: Optional[str] = None) -> list:
     """Train one agent per seed as jobs and say what became of each; returns the outcomes."""
     from robbench.plan import plan_training
@@ -78,9 +79,10 @@ def train(
     env: str = typer.Argument(..., help="Environment key (see `robbench list envs`)."),
     seed: int = typer.Option(0, help="Training seed (0 ≤ seed < 2**31)."),
     seeds: Optional[str] = typer.Option(None, help="Several seeds as jobs, e.g. 0-16 or 0,3,5-7 (overrides --seed)."),
-    preset: str = typer.Option("paper", help="Budget preset: paper, quick or smoke."),
+    preset: str = typer.Option(DEFAULT_PRESET, help="Budget preset: paper, quick or smoke."),
     steps: Optional[int] = typer.Option(None, help="Override the preset's number of env steps."),
-    num_envs: int = typer.Option(8, help="Parallel env copies (speed only; 2048 steps/iteration regardless)."),
+    num_envs: int = typer.Option(DEFAULT_NUM_ENVS,
+                                 help="Parallel env copies (speed only; 2048 steps/iteration regardless)."),
     kappa: Optional[float] = typer.Option(None, help="Robust trainers: weight κ of the robustness term."),
     param: list[str] = typer.Option([], help="Trainer setting key=value (repeatable)."),
     force: bool = typer.Option(False, help="Retrain even if this agent exists."),

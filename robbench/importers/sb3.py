@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from robbench.errors import RobbenchError
-from robbench.importers.common import ACTIVATION_NAMES, MAX_FILE_BYTES, Network, _check_chain, _file, _linear_chain, _log_std, _torch_state_dict
+from robbench.importers.common import (ACTIVATION_NAMES, MAX_FILE_BYTES, Network, _check_chain, _file, _linear_chain,
+                                       _log_std, _torch_state_dict)
 
 
 # ----------------------------------------------------------------------------------------- SB3
