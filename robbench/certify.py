@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from robbench import lirpa_compat
-from robbench.errors import RobbenchError, unknown
+from robbench.errors import RobbenchError, unknown, validate_count
 from robbench.evaluate import DEFAULT_BASE_SEED, Protocol, evaluate
 from robbench.pgd import sign_gradient_ascent
 from robbench.policy import Agent
@@ -115,8 +115,7 @@ def collect_states(
     after the first `episodes`, further rounds are sized from the mean episode length until at
     least `n` states were visited (at most `max_episodes` episodes in all).
     """
-    if n <= 0:
-        raise RobbenchError(f"--states must be positive, got {n}")
+    validate_count(n, "states")
     recorder = _StateRecorder()
     done, visited = 0, 0
     round_size = episodes
@@ -373,6 +372,22 @@ def certificate_key(row: dict[str, Any]) -> tuple:
             float(row["threshold"]))
 
 
+def stored_certificates(store, agent_id: str, methods: Sequence[str], eps: float | None = None,
+                        states: int = DEFAULT_STATES, threshold: float = DEFAULT_THRESHOLD) -> dict[str, dict[str, Any]]:
+    """{method: stored row} of the certificates `certify_agent` would compute with these settings
+    (`eps=None`: the agent's protocol ε), for the agent's current checkpoint; missing methods are absent.
+
+    The row key is (agent, checkpoint hash, method, ε, states, threshold): `certify_agent` skips the
+    methods found here, and the CLI reads the rows its certify jobs wrote back through it."""
+    from robbench.envs import get_env_spec
+
+    record = store.get_agent(agent_id)
+    eps = validate_eps(get_env_spec(record.env).eps if eps is None else eps)
+    existing = {certificate_key(r): r for r in store.certificates()}
+    keys = {m: (agent_id, record.sha256, m, float(eps), int(states), float(threshold)) for m in methods}
+    return {m: existing[k] for m, k in keys.items() if k in existing}
+
+
 def parse_methods(selector: str) -> list[str]:
     """`all` or a comma-separated list of bound methods, in the canonical order."""
     if selector.strip() == "all":
@@ -386,9 +401,11 @@ def parse_methods(selector: str) -> list[str]:
     return [m for m in METHODS if m in names]
 
 
-def validate_threshold(threshold: float) -> float:
-    if threshold is None or not math.isfinite(threshold) or threshold < 0:
-        raise RobbenchError(f"--threshold must be a finite number ≥ 0 (action units), got {threshold}")
+def validate_threshold(threshold: object, what: str = "--threshold") -> float:
+    """The one check of a deviation threshold (CLI flag, grid key, job spec), named by `what`."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold) \
+            or threshold < 0:
+        raise RobbenchError(f"{what} must be a finite number ≥ 0 (action units), got {threshold!r}")
     return float(threshold)
 
 
@@ -409,18 +426,13 @@ def certify_agent(
     record = store.get_agent(agent_id)
     spec = get_env_spec(record.env)
     eps = validate_eps(spec.eps if eps is None else eps)
-    if states <= 0:
-        raise RobbenchError(f"--states must be positive, got {states}")
-    threshold = validate_threshold(threshold)
+    validate_count(states, "states")
+    threshold = validate_threshold(threshold, "threshold")
     methods = parse_methods(",".join(methods))
-    existing = {certificate_key(r): r for r in store.certificates()}
-
-    def key(method: str) -> tuple:
-        return (agent_id, record.sha256, method, float(eps), int(states), float(threshold))
-
-    todo = [m for m in methods if force or key(m) not in existing]
+    stored = stored_certificates(store, agent_id, methods, eps, states, threshold)
+    todo = [m for m in methods if force or m not in stored]
     if not todo:
-        return [CertifyOutcome(existing[key(m)], False) for m in methods]
+        return [CertifyOutcome(stored[m], False) for m in methods]
     agent = store.load_agent(agent_id)
     sample = collect_states(agent, states)
     if progress is not None:
@@ -454,7 +466,7 @@ def certify_agent(
         outcomes[method] = CertifyOutcome(row, True)
         if progress is not None:
             progress(method)
-    return [outcomes.get(m) or CertifyOutcome(existing[key(m)], False) for m in methods]
+    return [outcomes.get(m) or CertifyOutcome(stored[m], False) for m in methods]
 
 
 def _auto_lirpa_version() -> str:

@@ -35,39 +35,46 @@ def evaluation_seconds(episodes: int, max_steps: int, gradient_steps: int) -> fl
     return max_steps * (episodes * ENV_STEP_S + gradient_steps * GRADIENT_STEP_S)
 
 
-def estimate_seconds(kind: str, spec: dict[str, Any]) -> float:
-    """Estimated one-core seconds of a job (`Job.kind`, `Job.spec`); DEFAULT_S when unknown."""
+def estimate_seconds(kind: str, spec) -> float:
+    """Estimated one-core seconds of a job (`Job.kind`, and `Job.typed` or its dict form `Job.spec`);
+    DEFAULT_S when unknown."""
     try:
-        if kind == "train":
+        from robbench.specs import AttackSpec, EvaluateSpec, FitSpec, TrainSpec, as_spec
+
+        spec = as_spec(kind, spec)
+        if isinstance(spec, TrainSpec):
             from robbench.train import build_config
 
-            cfg, _ = build_config(spec["method"], spec["env"], spec["seed"], spec["preset"], spec.get("steps"),
-                                  spec["num_envs"], spec.get("params") or {})
+            cfg, _ = build_config(spec.method, spec.env, spec.seed, spec.preset, spec.steps, spec.num_envs,
+                                  spec.params)
             return cfg.iterations * cfg.steps_per_iteration * STEP_S["train"]
+        if not isinstance(spec, AttackSpec):
+            return DEFAULT_S
         from robbench.registry import get_attack
         from robbench.threat import LearnedAttack
 
-        attack = get_attack(spec["attack"])(spec.get("eps") or 0.1, **(spec.get("params") or {}))
-        if kind == "fit" and isinstance(attack, LearnedAttack):
+        name = spec.attack
+        attack = get_attack(name)(spec.eps or 0.1, **spec.params)
+        if isinstance(spec, FitSpec) and isinstance(attack, LearnedAttack):
             cfg = attack.fit_config()
-            if spec["attack"] in ("targeted", "ars_director"):
+            if name in ("targeted", "ars_director"):
                 from robbench.attacks.targeted import TargetedAttack, candidate_targets
 
                 # the candidate count of a 6-dimensional action space (Walker2d, HalfCheetah): the
                 # spec names no env's action size; Hopper's 16 candidates make this an over-estimate
-                screen = attack if spec["attack"] == "targeted" else TargetedAttack(attack.eps)
+                screen = attack if name == "targeted" else TargetedAttack(attack.eps)
                 n = len(candidate_targets(6, screen.params["max_corners"], screen.params["seed"])[1])
                 seconds = evaluation_seconds(n * screen.params["screen_episodes"], 1000, _gradient_steps(screen))
-                if spec["attack"] == "ars_director":  # then one batch of candidates per search step, and the check
+                if name == "ars_director":  # then one batch of candidates per search step, and the check
                     p = attack.params
                     batch = (2 * p["directions"] + 1) * p["episodes"]
                     seconds += (p["iterations"] * evaluation_seconds(batch, 1000, p["actor_steps"])
                                 + evaluation_seconds((2 + p["finalists"]) * p["check_episodes"], 1000, p["actor_steps"]))
                 return seconds
-            rate = STEP_S["sarsa"] if spec["attack"] == "rs" else STEP_S["adversary"]
+            rate = STEP_S["sarsa"] if name == "rs" else STEP_S["adversary"]
             return float(cfg.get("train_steps", 100_000)) * rate
-        if kind == "evaluate":
-            return evaluation_seconds(int(spec.get("episodes", 50)), 1000, _gradient_steps(attack))
+        if isinstance(spec, EvaluateSpec):
+            return evaluation_seconds(spec.episodes, 1000, _gradient_steps(attack))
     except Exception:  # an estimate must never stop a run; the job itself reports bad input
         return DEFAULT_S
     return DEFAULT_S

@@ -61,3 +61,13 @@ def validate_seed(seed: object, what: str = "--seed") -> int:
         raise RobbenchError(f"{what}: seed {shown} is out of range; seeds are integers 0 ≤ seed < 2**31 "
                             f"(≤ {SEED_LIMIT - 1})")
     return seed
+
+
+def validate_count(value: object, what: str) -> int:
+    """A count (episodes, states, env copies) as an int ≥ 1, or one line naming `what`.
+
+    The one check of such a count, shared by the CLI (which names the flag), grid files (the key)
+    and the typed job specs (the field)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise RobbenchError(f"{what} must be an integer ≥ 1, got {value!r}")
+    return value

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from robbench.envs import EnvBatch, get_env_spec
-from robbench.errors import RobbenchError
+from robbench.errors import RobbenchError, validate_count
 from robbench.policy import Agent
 from robbench.threat import Attack, LearnedAttack, Victim, check_in_ball, validate_eps
 
@@ -39,8 +39,7 @@ class Protocol:
     def for_env(cls, env: str, eps: float | None = None, episodes: int = DEFAULT_EPISODES,
                 base_seed: int = DEFAULT_BASE_SEED) -> Protocol:
         spec = get_env_spec(env)
-        if episodes <= 0:
-            raise RobbenchError(f"--episodes must be positive, got {episodes}")
+        validate_count(episodes, "episodes")
         return cls(eps=validate_eps(spec.eps if eps is None else eps), episodes=episodes,
                    base_seed=base_seed, max_steps=spec.max_episode_steps)
 

@@ -19,14 +19,17 @@ attack_params, episodes, eps, certify, certify_states, certify_threshold. YAML i
 
 from __future__ import annotations
 
-import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from robbench.errors import RobbenchError, unknown, validate_seed
+from robbench.certify import DEFAULT_STATES, DEFAULT_THRESHOLD
+from robbench.errors import RobbenchError, unknown, validate_count, validate_seed
+from robbench.evaluate import DEFAULT_EPISODES
 from robbench.jobs import Job
+from robbench.specs import AttackSpec, CertifySpec, EvaluateSpec, FitSpec, TrainSpec
+from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 
 GRID_KEYS = {
     "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
@@ -101,18 +104,18 @@ class Grid:
     envs: list[str] = field(default_factory=list)
     methods: list[str] = field(default_factory=list)
     seeds: list[int] = field(default_factory=lambda: [0])
-    preset: str = "paper"
+    preset: str = DEFAULT_PRESET
     steps: int | None = None
-    num_envs: int = 8
+    num_envs: int = DEFAULT_NUM_ENVS
     trainer_params: dict[str, dict] = field(default_factory=dict)
     agents: list[str] = field(default_factory=list)
     attacks: list[str] = field(default_factory=list)
     attack_params: dict[str, dict] = field(default_factory=dict)
-    episodes: int = 50
+    episodes: int = DEFAULT_EPISODES
     eps: float | None = None
     certify: list[str] = field(default_factory=list)
-    certify_states: int = 1000
-    certify_threshold: float = 0.1
+    certify_states: int = DEFAULT_STATES
+    certify_threshold: float = DEFAULT_THRESHOLD
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -220,13 +223,9 @@ def _parse_grid(raw: Any, name: str) -> Grid:
             raise RobbenchError(f"{name}: {key} must be a list of names, got {value!r}")
         return list(dict.fromkeys(value))
 
-    def integer(key: str, default: int | None, minimum: int = 1) -> int | None:
+    def integer(key: str, default: int | None) -> int | None:
         value = raw.get(key, default)
-        if value is None:
-            return None
-        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-            raise RobbenchError(f"{name}: {key} must be an integer ≥ {minimum}, got {value!r}")
-        return value
+        return None if value is None else validate_count(value, key)
 
     def table(key: str, registry) -> dict[str, dict]:
         value = raw.get(key, {})
@@ -247,11 +246,11 @@ def _parse_grid(raw: Any, name: str) -> Grid:
     if bool(grid.envs) != bool(grid.methods):
         raise RobbenchError(f"{name}: give both envs and methods to train agents (or neither)")
     grid.seeds = parse_seeds(raw.get("seeds", 0), f"{name}: seeds")
-    grid.preset = raw.get("preset", "paper")
+    grid.preset = raw.get("preset", DEFAULT_PRESET)
     if not isinstance(grid.preset, str):
         raise RobbenchError(f"{name}: preset must be a name, got {grid.preset!r}")
     grid.steps = integer("steps", None)
-    grid.num_envs = integer("num_envs", 8)
+    grid.num_envs = integer("num_envs", DEFAULT_NUM_ENVS)
     from robbench.registry import trainers
 
     grid.trainer_params = table("trainer_params", trainers())
@@ -264,18 +263,12 @@ def _parse_grid(raw: Any, name: str) -> Grid:
         if a not in table_attacks:
             raise unknown("attack", a, table_attacks)
     grid.attack_params = table("attack_params", table_attacks)
-    grid.episodes = integer("episodes", 50)
-    eps = raw.get("eps")
-    if eps is not None:
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
-            raise RobbenchError(f"{name}: eps must be a finite number ≥ 0, got {eps!r}")
-        grid.eps = validate_eps(float(eps))
+    grid.episodes = integer("episodes", DEFAULT_EPISODES)
+    if raw.get("eps") is not None:
+        grid.eps = validate_eps(raw["eps"], "eps")
     grid.certify = parse_methods(",".join(names("certify"))) if raw.get("certify") else []
-    grid.certify_states = integer("certify_states", 1000)
-    threshold = raw.get("certify_threshold", 0.1)
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-        raise RobbenchError(f"{name}: certify_threshold must be a number, got {threshold!r}")
-    grid.certify_threshold = validate_threshold(float(threshold))
+    grid.certify_states = integer("certify_states", DEFAULT_STATES)
+    grid.certify_threshold = validate_threshold(raw.get("certify_threshold", DEFAULT_THRESHOLD), "certify_threshold")
     if not (grid.methods or grid.agents):
         raise RobbenchError(f"{name}: nothing to do (give envs and methods to train, or agents to attack)")
     n_jobs = count_jobs(grid)
@@ -302,16 +295,15 @@ def train_jobs(methods: list[str], envs: list[str], seeds: list[int], preset: st
             for seed in seeds:
                 cfg, _ = build_config(method, env, seed, preset, steps, num_envs, params.get(method))
                 aid = agent_id(env, method, cfg.budget, seed)
-                spec = {"method": method, "env": env, "seed": seed, "preset": preset, "steps": steps,
-                        "num_envs": num_envs, "params": params.get(method) or {}}
-                if force:
-                    spec["force"] = True
+                spec = TrainSpec(method=method, env=env, seed=seed, preset=preset, steps=steps, num_envs=num_envs,
+                                 params=params.get(method) or {}, force=force)
                 out.append((aid, Job.make("train", spec, f"train {aid}")))
     return out
 
 
 def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], params: dict[str, dict],
-                episodes: int, eps: float | None, fit: bool = True, force: bool = False) -> list[Job]:
+                episodes: int = DEFAULT_EPISODES, eps: float | None = None, fit: bool = True,
+                force: bool = False) -> list[Job]:
     """Fit jobs (one per learned-attack scan member) and evaluation jobs (one per cell)."""
     from robbench.registry import get_attack
     from robbench.threat import LearnedAttack
@@ -326,20 +318,19 @@ def attack_jobs(agent_deps: dict[str, tuple[str, ...]], attacks: list[str], para
             members = cls.scan_members(base) if learned else [{}]
             for member in members:
                 p = {**base, **member}
-                common = {"agent_id": aid, "attack": name, "params": p, "eps": eps}
                 tag = f"{aid} × {name}" + "".join(f"[{k} {member[k]}]" for k in ("member", "rank") if k in member)
                 eval_deps = deps
                 if learned and fit:
                     shared = {k: v for k, v in p.items() if k not in cls.fit_independent}
                     fit_tag = f"{aid} × {name}" + (f"[member {shared['member']}]" if "member" in shared else "")
-                    fit_job = Job.make("fit", {**common, "params": shared}, f"fit {fit_tag}", deps)
+                    fit_job = Job.make("fit", FitSpec(agent_id=aid, attack=name, params=shared, eps=eps),
+                                       f"fit {fit_tag}", deps)
                     if fit_job.key not in fits:  # members sharing one fit (targeted's ranks): one job
                         fits.add(fit_job.key)
                         jobs.append(fit_job)
                     eval_deps = (fit_job.key,)
-                spec = {**common, "episodes": episodes, "fit": fit}
-                if force:
-                    spec["force"] = True
+                spec = EvaluateSpec(agent_id=aid, attack=name, params=p, eps=eps, episodes=episodes, fit=fit,
+                                    force=force)
                 jobs.append(Job.make("evaluate", spec, f"evaluate {tag}", eval_deps))
     return jobs
 
@@ -356,10 +347,11 @@ def drop_critic_cells(store, jobs: list[Job]) -> tuple[list[Job], list[tuple[str
     dropped: dict[tuple[str, str], None] = {}
     dropped_keys: set[str] = set()
     for job in jobs:
-        aid, name = job.spec.get("agent_id"), job.spec.get("attack")
-        if (job.kind in ("fit", "evaluate") and aid in critic_less and get_attack(name).needs_critic) \
-                or any(d in dropped_keys for d in job.deps):
-            dropped[(aid, name)] = None
+        spec = job.typed
+        attacked = isinstance(spec, AttackSpec)
+        if (attacked and spec.agent_id in critic_less and get_attack(spec.attack).needs_critic) \
+                or any(d in dropped_keys for d in job.deps):  # a job needing a dropped one attacks too
+            dropped[(spec.agent_id, spec.attack)] = None
             dropped_keys.add(job.key)
             continue
         kept.append(job)
@@ -370,11 +362,11 @@ def critic_notice(agent_id: str, attack: str) -> str:
     return f"skipped: attack {attack!r} needs a critic (value network); agent {agent_id!r} has none"
 
 
-def certify_jobs(agent_deps: dict[str, tuple[str, ...]], methods: list[str], eps: float | None, states: int,
-                 threshold: float) -> list[Job]:
+def certify_jobs(agent_deps: dict[str, tuple[str, ...]], methods: list[str], eps: float | None = None,
+                 states: int = DEFAULT_STATES, threshold: float = DEFAULT_THRESHOLD, force: bool = False) -> list[Job]:
     return [
-        Job.make("certify", {"agent_id": aid, "methods": methods, "eps": eps, "states": states,
-                             "threshold": threshold}, f"certify {aid}", deps)
+        Job.make("certify", CertifySpec(agent_id=aid, methods=tuple(methods), eps=eps, states=states,
+                                        threshold=threshold, force=force), f"certify {aid}", deps)
         for aid, deps in agent_deps.items()
     ]
 

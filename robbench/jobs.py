@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from robbench.errors import RobbenchError, io_error, unknown
+from robbench.specs import CertifySpec, EvaluateSpec, FitSpec, JobSpec, TrainSpec, as_spec
 from robbench.store import DB_NAME, ResultsStore, canonical_json, now
 
 KINDS = ("train", "fit", "evaluate", "certify")
@@ -42,18 +43,29 @@ BACKENDS = ("local", "ray")
 
 @dataclass(frozen=True)
 class Job:
+    """One unit of work. `typed` is its checked spec (robbench/specs.py); `spec` is that spec's dict
+    form, the content address the key hashes and the jobs table stores."""
+
     kind: str
     spec: dict[str, Any]
     label: str
     deps: tuple[str, ...] = ()
     key: str = field(default="", compare=False)
+    typed: JobSpec | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.typed is None:  # built field by field: the typed spec comes from the dict form
+            object.__setattr__(self, "typed", as_spec(self.kind, self.spec))
 
     @staticmethod
-    def make(kind: str, spec: dict[str, Any], label: str, deps: Iterable[str] = ()) -> Job:
+    def make(kind: str, spec: JobSpec | dict[str, Any], label: str, deps: Iterable[str] = ()) -> Job:
+        """A job from a typed spec, or from a dict (checked by turning it into one: bad input is one line)."""
         from robbench import provenance
 
-        payload = canonical_json({"kind": kind, "spec": spec, "code_version": provenance.code_version()})
-        return Job(kind, spec, label, tuple(deps), hashlib.sha256(payload.encode()).hexdigest())
+        typed = as_spec(kind, spec)
+        content = typed.to_dict()
+        payload = canonical_json({"kind": kind, "spec": content, "code_version": provenance.code_version()})
+        return Job(kind, content, label, tuple(deps), hashlib.sha256(payload.encode()).hexdigest(), typed)
 
 
 @dataclass
@@ -66,8 +78,11 @@ class Outcome:
 
 
 # ------------------------------------------------------------------------------------- run a job
-def run_job(home: str, kind: str, spec: dict[str, Any], progress: Callable | None = None) -> dict[str, Any]:
-    """Run one job against the results home; never raises: failures come back as a dict."""
+def run_job(home: str, kind: str, spec: JobSpec | dict[str, Any], progress: Callable | None = None) -> dict[str, Any]:
+    """Run one job against the results home; never raises: failures come back as a dict.
+
+    Executors hand over the typed spec; a dict (a spec read back from a jobs table) is checked by
+    the runner on the way in, so a bad one fails this job with one line like any other failure."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("ROBBENCH_THREADS", "1")))
@@ -87,15 +102,29 @@ def run_job(home: str, kind: str, spec: dict[str, Any], progress: Callable | Non
                 "wall_s": time.perf_counter() - start}
 
 
-def _run_train(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+_RUNNERS: dict[str, Callable[[ResultsStore, Any, Callable | None], tuple[str, str]]] = {}
+
+
+def _runner(kind: str):
+    """Register the runner of `kind`; it is called with the typed spec whatever form it was given in."""
+
+    def register(fn):
+        _RUNNERS[kind] = lambda store, spec, progress: fn(store, as_spec(kind, spec), progress)
+        return fn
+
+    return register
+
+
+@_runner("train")
+def _run_train(store: ResultsStore, spec: TrainSpec, progress) -> tuple[str, str]:
     from robbench.train import train_agent
 
     on_iter = None
     if progress is not None:
         on_iter = lambda i, s: progress(i, None, f"return {s['mean_return']:.0f} · {s['steps_per_s']:.0f} steps/s")  # noqa: E731
     record, trained = train_agent(
-        store, spec["method"], spec["env"], spec["seed"], spec["preset"], spec.get("steps"), spec["num_envs"],
-        spec.get("force", False), spec.get("params") or {}, on_iter,
+        store, spec.method, spec.env, spec.seed, spec.preset, spec.steps, spec.num_envs, spec.force, spec.params,
+        on_iter,
     )
     prov = record.meta.get("provenance", {})
     ret = prov.get("final_train_return")
@@ -105,74 +134,60 @@ def _run_train(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
     return ("done" if trained else "cached"), text
 
 
-def _attack(store: ResultsStore, spec: dict):
-    """(record, protocol, attack, cell key) of a fit or evaluate job's spec."""
-    from robbench.evaluate import resolve_cell
-
-    return resolve_cell(store, spec["agent_id"], spec["attack"], spec.get("eps"), spec.get("episodes", 50),
-                        spec.get("base_seed", 1_000_000), spec.get("params"))
-
-
-def _run_fit(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+@_runner("fit")
+def _run_fit(store: ResultsStore, spec: FitSpec, progress) -> tuple[str, str]:
     from robbench.artifacts import artifact_exists, ensure_fitted
     from robbench.threat import Victim
 
-    record, _, attack, _ = _attack(store, spec)
+    record, _, attack, _ = spec.resolve(store)
     cached = artifact_exists(store, record, attack)
     meta = ensure_fitted(store, record, attack, Victim(store.load_agent(record.agent_id)), fit=True,
                          progress=progress)
     return ("cached" if cached else "done"), f"fitted in {meta.get('wall_s', 0):.0f} s"
 
 
-def _run_evaluate(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+@_runner("evaluate")
+def _run_evaluate(store: ResultsStore, spec: EvaluateSpec, progress) -> tuple[str, str]:
     from robbench.evaluate import evaluate_cell
 
     on_ep = None
     if progress is not None:
-        on_ep = lambda done, steps: progress(done, spec.get("episodes", 50), f"{steps} steps")  # noqa: E731
+        on_ep = lambda done, steps: progress(done, spec.episodes, f"{steps} steps")  # noqa: E731
     _, result = evaluate_cell(
-        store, spec["agent_id"], spec["attack"], eps=spec.get("eps"), episodes=spec.get("episodes", 50),
-        base_seed=spec.get("base_seed", 1_000_000), attack_params=spec.get("params"),
-        force=spec.get("force", False), progress=on_ep, fit=spec.get("fit", True),
+        store, spec.agent_id, spec.attack, eps=spec.eps, episodes=spec.episodes, base_seed=spec.base_seed,
+        attack_params=spec.params, force=spec.force, progress=on_ep, fit=spec.fit,
     )
     if result is None:
         return "cached", "cached"
     return "done", f"{result.mean:.0f} ± {result.std:.0f}"
 
 
-def _run_certify(store: ResultsStore, spec: dict, progress) -> tuple[str, str]:
+@_runner("certify")
+def _run_certify(store: ResultsStore, spec: CertifySpec, progress) -> tuple[str, str]:
     from robbench.certify import certify_agent
 
-    outcomes = certify_agent(store, spec["agent_id"], spec["methods"], eps=spec.get("eps"),
-                             states=spec.get("states", 1000), threshold=spec.get("threshold", 0.1),
-                             force=spec.get("force", False))
+    outcomes = certify_agent(store, spec.agent_id, spec.methods, eps=spec.eps, states=spec.states,
+                             threshold=spec.threshold, force=spec.force)
     computed = any(o.computed for o in outcomes)
     text = ", ".join(f"{o.row['method']} {o.row['mean_dev']:.3g}" for o in outcomes)
     return ("done" if computed else "cached"), text
 
 
-_RUNNERS = {"train": _run_train, "fit": _run_fit, "evaluate": _run_evaluate, "certify": _run_certify}
-
-
 def is_complete(store: ResultsStore, job: Job) -> bool:
     """Whether the job's output is already in the store (checked by the driver before submitting)."""
-    if job.spec.get("force"):
+    s = job.typed
+    if s.force:
         return False
     try:
-        if job.kind == "train":
+        if isinstance(s, TrainSpec):
             from robbench.train import agent_id, build_config, trained_record
 
-            s = job.spec
-            cfg, _ = build_config(s["method"], s["env"], s["seed"], s["preset"], s.get("steps"), s["num_envs"],
-                                  s.get("params") or {})
-            return trained_record(store, agent_id(s["env"], s["method"], cfg.budget, s["seed"])) is not None
-        if job.kind == "fit":
-            from robbench.artifacts import artifact_exists
-
-            record, _, attack, _ = _attack(store, job.spec)
-            return artifact_exists(store, record, attack)
-        if job.kind == "evaluate":
-            return store.has_cell(_attack(store, job.spec)[3])
+            cfg, _ = build_config(s.method, s.env, s.seed, s.preset, s.steps, s.num_envs, s.params)
+            return trained_record(store, agent_id(s.env, s.method, cfg.budget, s.seed)) is not None
+        if isinstance(s, FitSpec):
+            return s.fitted(store)
+        if isinstance(s, EvaluateSpec):
+            return store.has_cell(s.resolve(store)[3])
     except RobbenchError:
         return False  # the job itself will report the problem
     return False
@@ -221,7 +236,7 @@ class InlineExecutor(Executor):
     def wait(self) -> list[tuple[Job, dict[str, Any]]]:
         home, job = self.queue.pop(0)
         hook = self.progress(job) if self.progress else None
-        return [(job, run_job(home, job.kind, job.spec, hook))]
+        return [(job, run_job(home, job.kind, job.typed, hook))]
 
     @property
     def busy(self) -> int:
@@ -345,7 +360,7 @@ class LocalExecutor(Executor):
                                         initargs=(os.getpid(),))
 
     def submit(self, home: str, job: Job) -> None:
-        self.futures[self.pool.submit(run_job, home, job.kind, job.spec)] = job
+        self.futures[self.pool.submit(run_job, home, job.kind, job.typed)] = job
 
     def wait(self) -> list[tuple[Job, dict[str, Any]]]:
         from concurrent.futures import FIRST_COMPLETED
@@ -413,7 +428,7 @@ class RayExecutor(Executor):
         self.refs: dict[Any, Job] = {}
 
     def submit(self, home: str, job: Job) -> None:
-        self.refs[self.remote.remote(home, job.kind, job.spec)] = job
+        self.refs[self.remote.remote(home, job.kind, job.typed)] = job
 
     def wait(self) -> list[tuple[Job, dict[str, Any]]]:
         ready, _ = self.ray.wait(list(self.refs), num_returns=1)

@@ -35,9 +35,13 @@ def check_in_ball(perturbed: torch.Tensor, clean: torch.Tensor, eps: float, atta
     return dist
 
 
-def validate_eps(eps: float) -> float:
-    if eps is None or not math.isfinite(eps) or eps < 0:
-        raise RobbenchError(f"ε must be a finite number ≥ 0, got {eps}")
+def validate_eps(eps: object, what: str = "ε") -> float:
+    """The radius as a float, or one line naming `what` (ε, --eps, a grid's eps key).
+
+    The one check of an ε, wherever it comes from: the CLI, a grid file, a job spec, a protocol or
+    an attack; a bool or a string is refused here too, not only a negative or non-finite number."""
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise RobbenchError(f"{what} must be a finite number ≥ 0, got {eps if isinstance(eps, (int, float)) else repr(eps)}")
     return float(eps)
 
 

@@ -13,6 +13,9 @@ from robbench.registry import get_trainer
 from robbench.resume import ResumePoint
 from robbench.store import AgentRecord, ResultsStore
 
+DEFAULT_PRESET = "paper"  # the paper's budget: what a board is ranked at
+DEFAULT_NUM_ENVS = 8  # env copies per trainer (speed only: 2048 steps per iteration regardless)
+
 
 def agent_id(env: str, method: str, budget: str, seed: int) -> str:
     """Agent ids read `<env>/<method>/<budget>/<seed>`, e.g. `hopper/barppo/paper/0`."""
@@ -20,8 +23,8 @@ def agent_id(env: str, method: str, budget: str, seed: int) -> str:
 
 
 def build_config(
-    method: str, env: str, seed: int = 0, preset: str = "paper", steps: int | None = None,
-    num_envs: int = 8, trainer_params: dict[str, Any] | None = None, **ppo_overrides: Any,
+    method: str, env: str, seed: int = 0, preset: str = DEFAULT_PRESET, steps: int | None = None,
+    num_envs: int = DEFAULT_NUM_ENVS, trainer_params: dict[str, Any] | None = None, **ppo_overrides: Any,
 ) -> tuple[PPOConfig, Any]:
     """The PPO config and Objective for `method` on `env`, trainer defaults merged with overrides.
 
@@ -71,8 +74,8 @@ def trained_record(store: ResultsStore, aid: str) -> AgentRecord | None:
 
 
 def train_agent(
-    store: ResultsStore, method: str, env: str, seed: int = 0, preset: str = "paper",
-    steps: int | None = None, num_envs: int = 8, force: bool = False,
+    store: ResultsStore, method: str, env: str, seed: int = 0, preset: str = DEFAULT_PRESET,
+    steps: int | None = None, num_envs: int = DEFAULT_NUM_ENVS, force: bool = False,
     trainer_params: dict[str, Any] | None = None, progress: ProgressFn | None = None,
     **ppo_overrides: Any,
 ) -> tuple[AgentRecord, bool]:

@@ -72,7 +72,7 @@ def assert_job_failures(result, failed: dict[str, str], done: list[str]) -> None
         f"✗ {label}: {reason}" for label, reason in failed.items())
     for label in done:
         assert any(line.startswith(f"✓ {label}: ") for line in err), result.stderr
-    assert f"{len(failed)} jobs did not complete" in result.stderr
+    assert f"{len(failed)} job{'s' if len(failed) != 1 else ''} did not complete" in result.stderr
     assert "Traceback" not in result.output
 
 
@@ -227,7 +227,7 @@ def test_bad_eps_in_grid(tmp_path, home, value, shown):
 @pytest.mark.parametrize("value, shown", [("-1", "-1.0"), ("nan", "nan"), ("inf", "inf")])
 def test_bad_eps_on_the_command_line(home, value, shown):
     result = cli("evaluate", "--attacks", "none", "--episodes", "2", "--eps", value, "--home", home)
-    assert_one_line_error(result, f"--eps must be a number ≥ 0, got {shown}")
+    assert_one_line_error(result, f"--eps must be a finite number ≥ 0, got {shown}")
     assert cells(home) == []
 
 

@@ -230,7 +230,7 @@ def test_states_come_from_natural_rollouts(smoke_agent):
     envs.close()
     every = cert.collect_states(smoke_agent, a.visited)  # all visited states
     assert (every.states - first).abs().amax(1).min() < 1e-6
-    with pytest.raises(cert.RobbenchError, match="--states must be positive"):
+    with pytest.raises(cert.RobbenchError, match="states must be an integer ≥ 1"):
         cert.collect_states(smoke_agent, 0)
 
 
@@ -325,10 +325,10 @@ runner = CliRunner()
 
 @pytest.mark.parametrize("args, message", [
     (["--method", "alpha"], "unknown bound method 'alpha'; valid choices: all, crown, crown-ibp, ibp"),
-    (["--eps", "-0.1"], "--eps must be a number ≥ 0, got -0.1"),
-    (["--eps", "nan"], "--eps must be a number ≥ 0"),
-    (["--states", "0"], "--states must be positive, got 0"),
-    (["--states", "-3"], "--states must be positive, got -3"),
+    (["--eps", "-0.1"], "--eps must be a finite number ≥ 0, got -0.1"),
+    (["--eps", "nan"], "--eps must be a finite number ≥ 0"),
+    (["--states", "0"], "--states must be an integer ≥ 1, got 0"),
+    (["--states", "-3"], "--states must be an integer ≥ 1, got -3"),
     (["--threshold", "-1"], "--threshold must be a finite number ≥ 0"),
     (["--agents", "hopper/nope/paper/0"], "unknown agent 'hopper/nope/paper/0'"),
 ])

@@ -250,7 +250,7 @@ def test_same_weights_in_another_checkpoint_file_merge_as_one_agent(base, tmp_pa
     res = merge(there, here)
     assert res.exit_code == 0, res.output
     assert "conflict" not in res.stderr, res.stderr
-    assert "0 agents, 1 fitted attacks, 1 cells, 1 certificates merged" in res.stderr, res.stderr
+    assert "0 agents, 1 fitted attack, 1 cell, 1 certificate merged" in res.stderr, res.stderr
     assert "same agent" in res.stderr
     assert agent_sha(here) == ours  # ours kept
     assert sorted(sql(here, "SELECT attack, agent_sha256 FROM cells")) == [("none", ours), ("random", ours)]

@@ -1,4 +1,4 @@
-"""Bring your own agent (robbench/importers.py): SB3, CleanRL and torch agents imported into a results
+"""Bring your own agent (robbench/importers/): SB3, CleanRL and torch agents imported into a results
 home, evaluated with their own conventions; hostile or wrong inputs are one line, and nothing runs."""
 
 from __future__ import annotations
@@ -282,9 +282,11 @@ def test_torch_safetensors_and_spec_round_trip(tmp_path):
     assert np.array_equal(agent.predict(obs), expected)  # raw observations, the mean unclipped
     with pytest.raises(RobbenchError, match="has no critic"):
         agent.value(torch.zeros(2, OBS))
-    # ELU has no auto-LiRPA relaxation: certify says so in one line instead of a traceback
-    one_line_error(cli("certify", "--agents", aid, "--method", "ibp", "--states", 8, "--home", home),
-                   "do not support ELU")
+    # ELU has no auto-LiRPA relaxation: the certify job says so in one line instead of a traceback
+    result = cli("certify", "--agents", aid, "--method", "ibp", "--states", 8, "--home", home)
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    failed = [line for line in result.output.splitlines() if line.startswith(f"✗ certify {aid}: ")]
+    assert len(failed) == 1 and "do not support ELU" in failed[0], result.output
 
 
 def test_critic_less_agent_skips_critic_attacks_with_a_notice(tmp_path):

@@ -1,4 +1,4 @@
-"""ONNX policies (robbench/importers_onnx.py): exported MLPs rebuilt as robbench networks, checked
+"""ONNX policies (robbench/importers/onnx.py): exported MLPs rebuilt as robbench networks, checked
 against onnxruntime's own execution of the same file; graphs robbench would misread are refused."""
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from robbench import toy
+from robbench.toy_run import run_toy
 
 MDP = toy.PAPER_MDP
 BETA_TILDE = 0.01934 / 0.024885
@@ -269,7 +270,7 @@ def toy_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("toy")
     buf = io.StringIO()
-    res = toy.run_toy(grid=11, out_dir=out, console=Console(file=buf, width=120))
+    res = run_toy(grid=11, out_dir=out, console=Console(file=buf, width=120))
     return res, out, buf.getvalue()
 
 

@@ -41,6 +41,7 @@ import numpy as np
 import torch
 
 from robbench.errors import RobbenchError
+from robbench.importers.common import Network, _check_chain, _file, _log_std
 
 ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu", "Elu": "elu"}
 PASS_THROUGH = ("Identity", "Flatten")
@@ -189,8 +190,6 @@ def _spec(path: Path, spec_path: str | Path | None) -> tuple[dict[str, Any], str
             raise RobbenchError(f"ONNX file {str(path)!r} carries the deterministic action only: give its log σ in a "
                                 'spec (--spec FILE.json with {"log_std": [...]}; keys: ' + ", ".join(SPEC_KEYS) + ")")
         spec_path = guess
-    from robbench.importers import _file
-
     spec_path = _file(spec_path, "ONNX spec")
     where = f"ONNX spec {str(spec_path)!r}"
     try:
@@ -214,8 +213,6 @@ def _spec(path: Path, spec_path: str | Path | None) -> tuple[dict[str, Any], str
 
 def read_onnx(path: str | Path, spec_path: str | Path | None = None):
     """An ONNX MLP policy (see the module docstring) as a `robbench.importers.Network`."""
-    from robbench.importers import Network, _check_chain, _file, _log_std
-
     path = _file(path, "ONNX file")
     where = f"ONNX file {str(path)!r}"
     spec, swhere = _spec(path, spec_path)
