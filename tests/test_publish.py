@@ -1,4 +1,4 @@
-"""The published boards' summaries (reports/publish.py) agree with the boards they summarise."""
+"""The published boards' summaries (scripts/publish.py) agree with the boards they summarise."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not BOARD.is_file(), reason="no published Hopper
 
 
 def _publish():
-    spec = importlib.util.spec_from_file_location("publish", REPO / "reports" / "publish.py")
+    spec = importlib.util.spec_from_file_location("publish", REPO / "scripts" / "publish.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -27,7 +27,7 @@ def test_readme_shows_the_current_hopper_board():
     publish = _publish()
     text = (REPO / "README.md").read_text()
     shown = text.split(publish.README_START, 1)[1].split(publish.README_END, 1)[0].strip()
-    assert shown == publish.readme_block("hopper").strip(), "README's board is stale: rerun reports/publish.py"
+    assert shown == publish.readme_block("hopper").strip(), "README's board is stale: rerun scripts/publish.py"
 
 
 def test_method_table_has_one_median_agent_per_method_in_worst_case_order():
