@@ -15,12 +15,13 @@ import hashlib
 import json
 import os
 import platform
-import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from robbench.store import ResultsStore, canonical_json
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -28,12 +29,10 @@ RESULTS = HERE / "results"
 
 def digest(home: Path) -> tuple[str, int]:
     """Hash of every per-episode return and length (ordered by agent, attack config, episode)."""
-    conn = sqlite3.connect(home / "results.sqlite")
-    rows = conn.execute(
-        "SELECT c.agent_id, c.attack, c.attack_config, e.idx, e.ret, e.length FROM cells c "
-        "JOIN episodes e ON e.cell_key = c.cell_key ORDER BY c.agent_id, c.attack, c.attack_config, e.idx"
-    ).fetchall()
-    conn.close()
+    with ResultsStore(home, readonly=True) as store:
+        rows = [[c["agent_id"], c["attack"], canonical_json(c["attack_config"]), e["idx"], e["ret"], e["length"]]
+                for c in store.cells() for e in store.episodes(c["cell_key"])]
+    rows.sort()  # whole rows: cells that differ only in protocol still come in one order
     return hashlib.sha256(json.dumps(rows).encode()).hexdigest()[:16], len(rows)
 
 
@@ -47,9 +46,8 @@ def run(grid: Path, workers: int, backend: str) -> dict:
         if res.returncode != 0:
             raise SystemExit(f"run with {workers} workers failed:\n{res.stderr[-3000:]}")
         d, episodes = digest(home)
-        conn = sqlite3.connect(home / "results.sqlite")
-        jobs = conn.execute("SELECT COUNT(*) FROM jobs WHERE status = 'done'").fetchone()[0]
-        conn.close()
+        with ResultsStore(home, readonly=True) as store:
+            jobs = len(store.jobs(status="done"))
     return {"workers": workers, "wall_s": round(wall, 2), "jobs": jobs, "episodes": episodes, "digest": d}
 
 

@@ -28,8 +28,8 @@ def suite_costs(home: Path, agents: list[str] | None = None) -> dict[str, dict[s
     out: dict[str, dict[str, float]] = {}
     with ResultsStore(home, readonly=True) as store:
         fits: dict[tuple[str, str, str], float] = {}
-        for row in store.conn.execute("SELECT agent_id, attack, fit_config, meta FROM attack_artifacts"):
-            fits[(row["agent_id"], row["attack"], row["fit_config"])] = float(json.loads(row["meta"]).get("wall_s", 0))
+        for art in store.artifacts():
+            fits[(art.agent_id, art.attack, canonical_json(art.fit_config))] = float(art.meta.get("wall_s", 0))
         for board in build_boards(store):
             if board.departures:
                 continue

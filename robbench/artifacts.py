@@ -3,7 +3,8 @@
 An artifact is keyed by the victim (agent id + checkpoint sha256), the attack name and its fit
 config (which includes its seed and budget). It is one safetensors file under
 `<home>/attacks/<attack>/<agent id>/<key>.safetensors`, written atomically with the same safe
-format as agent checkpoints (no pickle), and indexed in the results database.
+format as agent checkpoints (no pickle), and indexed in the results database
+(`ResultsStore.write_artifact`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,10 @@ from robbench import provenance
 from robbench.checkpoint import atomic_save_tensors, file_sha256, read_tensors
 from robbench.errors import RobbenchError
 from robbench.resume import ResumePoint
-from robbench.store import ARTIFACT_SCHEMA, AgentRecord, ResultsStore, canonical_json, now
+from robbench.store import AgentRecord, ResultsStore, canonical_json, now
 from robbench.threat import LearnedAttack, Victim
 
 FORMAT = "robbench-attack/1"
-
-SCHEMA = ARTIFACT_SCHEMA  # the attack_artifacts table (defined in store.py, which checks every table's columns)
-
 
 def artifact_key(record: AgentRecord, attack: LearnedAttack) -> str:
     payload = canonical_json({"agent": record.agent_id, "agent_sha256": record.sha256, "attack": attack.name,
@@ -37,12 +35,12 @@ def ensure_fitted(
     progress=None,
 ) -> dict[str, Any]:
     """Load the attack's artifact for this victim, or fit and store it. Returns the artifact meta."""
-    store.ensure_table(SCHEMA)
+    store.ensure_artifacts_table()  # a full disk is one line before the fit, not after it
     key = artifact_key(record, attack)
-    row = store.conn.execute("SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (key,)).fetchone()
-    if row is not None:
-        path = store.home / row["path"]
-        if path.is_file() and file_sha256(path) == row["sha256"]:
+    stored = store.get_artifact(key)
+    if stored is not None:
+        path = stored.path
+        if path.is_file() and file_sha256(path) == stored.sha256:
             tensors, meta = read_tensors(path, expected_format=FORMAT)
             attack.load_state_dict(tensors)
             return meta
@@ -66,20 +64,13 @@ def ensure_fitted(
     }
     path = store.home / "attacks" / attack.name / record.agent_id / f"{key[:20]}.safetensors"
     atomic_save_tensors(path, attack.state_dict(), meta)
-    with store._tx():
-        store.conn.execute(
-            "INSERT OR REPLACE INTO attack_artifacts VALUES (?,?,?,?,?,?,?,?,?)",
-            (key, record.agent_id, record.sha256, attack.name, canonical_json(attack.fit_config()),
-             str(path.relative_to(store.home)), file_sha256(path), canonical_json(meta), now()),
-        )
+    store.write_artifact(key, record.agent_id, record.sha256, attack.name, attack.fit_config(), path,
+                         file_sha256(path), meta)
     point.clear()
     return meta
 
 
 def artifact_exists(store: ResultsStore, record: AgentRecord, attack: LearnedAttack) -> bool:
     """Whether a fitted artifact for this victim and fit config is stored (and its file intact)."""
-    store.ensure_table(SCHEMA)
-    row = store.conn.execute(
-        "SELECT path, sha256 FROM attack_artifacts WHERE artifact_key = ?", (artifact_key(record, attack),)
-    ).fetchone()
-    return row is not None and (store.home / row["path"]).is_file()
+    stored = store.get_artifact(artifact_key(record, attack))
+    return stored is not None and stored.path.is_file()

@@ -25,7 +25,8 @@ _SQLITE_READONLY, _SQLITE_FULL = 8, 13
 def io_error(exc: BaseException, path: object) -> RobbenchError:
     """One line for a failed file or database access: disk full, read-only, permission denied, ...
 
-    `exc` is an OSError, a sqlite3 error or a safetensors error ("... (os error 28)")."""
+    `exc` is an OSError, a database error (the store's, which carries SQLite's `sqlite_errorcode`) or a
+    safetensors error ("... (os error 28)")."""
     code = getattr(exc, "errno", None)
     if code is None:
         match = re.search(r"os error (\d+)", str(exc))

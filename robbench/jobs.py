@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 import time
 import traceback
 from abc import ABC, abstractmethod
@@ -34,7 +33,7 @@ from typing import Any
 
 from robbench.errors import RobbenchError, io_error, unknown
 from robbench.specs import CertifySpec, EvaluateSpec, FitSpec, JobSpec, TrainSpec, as_spec
-from robbench.store import DB_NAME, ResultsStore, canonical_json, now
+from robbench.store import DB_NAME, DatabaseError, JobRecord, ResultsStore, canonical_json
 
 KINDS = ("train", "fit", "evaluate", "certify")
 PRIORITY = {"train": 0, "fit": 1, "evaluate": 2, "certify": 2}
@@ -93,8 +92,8 @@ def run_job(home: str, kind: str, spec: JobSpec | dict[str, Any], progress: Call
         return {"status": status, "summary": summary, "wall_s": time.perf_counter() - start}
     except RobbenchError as exc:
         return {"status": "failed", "error": str(exc), "wall_s": time.perf_counter() - start}
-    except (OSError, sqlite3.Error) as exc:  # disk full, read-only home, ...: one readable line
-        where = Path(home) / DB_NAME if isinstance(exc, sqlite3.Error) else (exc.filename or home)
+    except (OSError, DatabaseError) as exc:  # disk full, read-only home, ...: one readable line
+        where = Path(home) / DB_NAME if isinstance(exc, DatabaseError) else (exc.filename or home)
         return {"status": "failed", "error": str(io_error(exc, where)), "wall_s": time.perf_counter() - start}
     except Exception as exc:  # a bug: keep the traceback in the jobs log, one line on screen
         return {"status": "failed", "error": " ".join(f"{type(exc).__name__}: {exc}".split()),
@@ -480,34 +479,11 @@ def make_executor(backend: str, workers: int | None, jobs: int, address: str | N
 
 
 # -------------------------------------------------------------------------------------- scheduler
-JOBS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    job_key   TEXT PRIMARY KEY,
-    kind      TEXT NOT NULL,
-    label     TEXT NOT NULL,
-    spec      TEXT NOT NULL,  -- JSON
-    status    TEXT NOT NULL,  -- done or failed (skipped: a job it needs failed)
-    error     TEXT NOT NULL,
-    info      TEXT NOT NULL,  -- JSON: summary, wall time, executor, traceback of a crash
-    updated   TEXT NOT NULL
-);
-"""
-
-
-def ensure_jobs_table(store: ResultsStore) -> None:
-    """Create the jobs table if missing, in one transaction: a full disk is one line, never a traceback."""
-    store.ensure_table(JOBS_SCHEMA)
-
-
 def record_outcome(store: ResultsStore, outcome: Outcome, executor: str, extra: dict | None = None) -> None:
     status = "done" if outcome.status in ("done", "cached") else outcome.status
     info = {"summary": outcome.summary, "wall_s": round(outcome.wall_s, 3), "executor": executor, **(extra or {})}
-    with store._tx():
-        store.conn.execute(
-            "INSERT OR REPLACE INTO jobs VALUES (?,?,?,?,?,?,?,?)",
-            (outcome.job.key, outcome.job.kind, outcome.job.label, canonical_json(outcome.job.spec), status,
-             outcome.error, canonical_json(info), now()),
-        )
+    store.write_job(JobRecord(outcome.job.key, outcome.job.kind, outcome.job.label, outcome.job.spec, status,
+                              outcome.error, info))
 
 
 def run_jobs(
@@ -533,7 +509,7 @@ def run_jobs(
             on_outcome(outcome)
 
     with ResultsStore(home) as store:
-        ensure_jobs_table(store)
+        store.ensure_jobs_table()
         try:
             while pending or executor.busy:
                 progressed = True

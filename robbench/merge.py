@@ -48,7 +48,6 @@ import hashlib
 import os
 import re
 import shutil
-import sqlite3
 import stat
 import tempfile
 from dataclasses import dataclass, field
@@ -57,9 +56,7 @@ from typing import Any
 
 from robbench.checkpoint import atomic_copy, load_agent_file, read_tensors
 from robbench.errors import RobbenchError, io_error
-from robbench.store import (ARTIFACT_SCHEMA, DB_NAME, ResultsStore, canonical_json, cell_key, check_schema,
-                            row_dict, schema_columns)
-from robbench.store import SCHEMA as STORE_SCHEMA
+from robbench.store import DB_NAME, ResultsStore, canonical_json, cell_key, read_source
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}\Z")  # one path component: never '', '.', '..' or '/'
 _SHA256 = re.compile(r"[0-9a-f]{64}\Z")
@@ -202,10 +199,10 @@ def merge_home(store: ResultsStore, source: Path) -> MergeReport:
             new_key = _artifact_key(aid, mapped, art["attack"], art["fit_config"])
             new_rel = _artifact_rel(art["attack"], aid, new_key)
             row = {**raw, "artifact_key": new_key, "agent_sha256": mapped, "path": new_rel}
-            existing = _existing_artifact(store, new_key)
+            existing = store.get_artifact(new_key)
             if existing is not None:
                 try:
-                    same = _payload(store.home / existing["path"], ARTIFACT_FORMAT) == _payload(staged, ARTIFACT_FORMAT)
+                    same = _payload(existing.path, ARTIFACT_FORMAT) == _payload(staged, ARTIFACT_FORMAT)
                 except RobbenchError:
                     same = False
                 if not same:
@@ -254,32 +251,24 @@ def merge_home(store: ResultsStore, source: Path) -> MergeReport:
             except OSError as exc:
                 raise io_error(exc, store.home / rel) from None
         if artifacts:
-            store.ensure_table(ARTIFACT_SCHEMA)
-        with store._tx():
-            c = store.conn
-            for row in new_agents:
-                rep.agents += _insert(c, "agents", row, ignore=True)
+            store.ensure_artifacts_table()
+        with store.transaction():
+            rep.agents += store.import_rows("agents", new_agents, keep_ours=True)
             for row, eps in cells:
-                mine = c.execute("SELECT * FROM cells WHERE cell_key = ?", (row["cell_key"],)).fetchone()
+                mine = store.find_cell(row["cell_key"])
                 if mine is not None:
-                    conflict = _cell_conflict(c, mine, row, eps, label)
+                    conflict = _cell_conflict(store, mine, row, eps, label)
                     if conflict:
                         rep.conflicts.append(conflict)
                     continue
-                _insert(c, "cells", row)
-                for e in eps:
-                    _insert(c, "episodes", e)
+                store.import_rows("cells", [row])
+                store.import_rows("episodes", eps)
                 rep.cells += 1
-            for row in artifacts:
-                rep.artifacts += _insert(c, "attack_artifacts", row, ignore=True)
+            rep.artifacts += store.import_rows("attack_artifacts", artifacts, keep_ours=True)
             for row in certs:
-                mine = c.execute(
-                    "SELECT * FROM certificates WHERE agent_id = ? AND agent_sha256 = ? AND method = ? AND eps = ? "
-                    "AND states = ? AND threshold = ?",
-                    tuple(row[k] for k in ("agent_id", "agent_sha256", "method", "eps", "states", "threshold")),
-                ).fetchone()
+                mine = store.find_certificate(row)
                 if mine is None:
-                    rep.certificates += _insert(c, "certificates", row, ignore=True)
+                    rep.certificates += store.import_rows("certificates", [row], keep_ours=True)
                 elif any(mine[k] != row[k] for k in _CERT_NUMBERS):
                     rep.conflicts.append(
                         f"certificate {row['agent_id']} {row['method']} ε={row['eps']:g} ({row['states']} states): "
@@ -296,57 +285,27 @@ def _read_source(root: Path, label: str) -> _Source:
     db = root / DB_NAME
     if db.stat().st_size == 0:
         raise RobbenchError(f"cannot merge {label}: its {DB_NAME} is empty (0 bytes), not a robbench results store")
-    where = f"cannot merge {label}: its {DB_NAME}"
+    read = read_source(db, f"cannot merge {label}: its {DB_NAME}", f"source home {label}")
     out = _Source()
-    try:
-        conn = _connect_source(db)
-        try:
-            tables = check_schema(conn, where)
-            columns = {**schema_columns(STORE_SCHEMA), **schema_columns(ARTIFACT_SCHEMA)}
 
-            def rows(table: str):
-                if table not in tables:
-                    return
-                cols = ", ".join(f'"{c}"' for c in columns[table])
-                for r in conn.execute(f'SELECT {cols} FROM "{table}"'):
-                    raw = dict(r)
-                    try:
-                        yield row_dict(table, r, f"source home {label}"), raw
-                    except RobbenchError as exc:
-                        out.refused.append(f"refused: {exc}")
-                        if table in ("cells", "episodes") and isinstance(raw.get("cell_key"), str):
-                            out.bad_cells.add(raw["cell_key"])
+    def rows(table: str):
+        """The table's checked rows with their stored values; a refused row is a conflict line (and a
+        refused cell or episode row keeps its whole cell out)."""
+        for r in read[table]:
+            if r.row is not None:
+                yield r.row, r.raw
+                continue
+            out.refused.append(f"refused: {r.problem}")
+            if table in ("cells", "episodes") and isinstance(r.raw.get("cell_key"), str):
+                out.bad_cells.add(r.raw["cell_key"])
 
-            out.agents = list(rows("agents"))
-            out.cells = list(rows("cells"))
-            for e, _ in rows("episodes"):
-                out.episodes.setdefault(e["cell_key"], []).append(e)
-            out.artifacts = list(rows("attack_artifacts"))
-            out.certificates = list(rows("certificates"))
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        reason = " ".join(str(exc).split())
-        raise RobbenchError(f"cannot merge {label}: its {DB_NAME} is not a readable robbench database "
-                            f"({reason})") from None
+    out.agents = list(rows("agents"))
+    out.cells = list(rows("cells"))
+    for e, _ in rows("episodes"):
+        out.episodes.setdefault(e["cell_key"], []).append(e)
+    out.artifacts = list(rows("attack_artifacts"))
+    out.certificates = list(rows("certificates"))
     return out
-
-
-def _connect_source(db: Path) -> sqlite3.Connection:
-    """Open a source database read-only (never writing the source home: no checkpoint, no -shm if avoidable)."""
-    uri = db.as_uri()
-    try:
-        conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=60.0)
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except sqlite3.OperationalError:
-        wal = db.with_name(db.name + "-wal")
-        if wal.exists() and wal.stat().st_size > 0:
-            raise
-        conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)  # a read-only copy: read as it stands
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA trusted_schema=OFF")
-    conn.execute("PRAGMA query_only=ON")
-    return conn
 
 
 def _agent_problem(a: dict[str, Any]) -> str | None:
@@ -452,26 +411,9 @@ def _payload(path: Path, expected_format: str | None = None) -> str:
     return payload_hash(tensors)
 
 
-def _existing_artifact(store: ResultsStore, key: str) -> sqlite3.Row | None:
-    try:
-        return store.conn.execute("SELECT * FROM attack_artifacts WHERE artifact_key = ?", (key,)).fetchone()
-    except sqlite3.OperationalError:  # no such table yet
-        return None
-
-
-def _insert(conn: sqlite3.Connection, table: str, row: dict[str, Any], ignore: bool = False) -> int:
-    columns = list({**schema_columns(STORE_SCHEMA), **schema_columns(ARTIFACT_SCHEMA)}[table])
-    names = ", ".join(f'"{c}"' for c in columns)
-    cur = conn.execute(f'INSERT {"OR IGNORE " if ignore else ""}INTO "{table}" ({names}) '
-                       f'VALUES ({", ".join("?" * len(columns))})', tuple(row[c] for c in columns))
-    return cur.rowcount
-
-
-def _cell_conflict(conn: sqlite3.Connection, mine: sqlite3.Row, theirs: dict, eps: list[dict],
-                   label: str) -> str | None:
+def _cell_conflict(store: ResultsStore, mine: dict, theirs: dict, eps: list[dict], label: str) -> str | None:
     """None when the source's cell equals ours (same per-episode returns); else the conflict line."""
-    ours = [tuple(r) for r in conn.execute(
-        "SELECT idx, seed, ret, length FROM episodes WHERE cell_key = ? ORDER BY idx", (mine["cell_key"],))]
+    ours = [(e["idx"], e["seed"], e["ret"], e["length"]) for e in store.episodes(mine["cell_key"])]
     other = [(e["idx"], e["seed"], e["ret"], e["length"]) for e in eps]
     numbers = ("episodes", "mean", "std", "min", "max")
     if ours == other and all(mine[k] == theirs[k] for k in numbers):

@@ -393,7 +393,7 @@ def test_full_disk_while_saving_a_checkpoint(smoke_home, tmp_path):
         assert store.get_agent(AGENT).path.stat().st_size > FSIZE + 2048
     home = tmp_path / "home"
     with ResultsStore(home) as store:  # the empty database (49 kB: larger than a checkpoint) exists already
-        from robbench.jobs import JOBS_SCHEMA
+        from robbench.store import JOBS_SCHEMA
 
         store.conn.executescript(JOBS_SCHEMA)
     res = robbench_proc(["train", "ppo", "hopper", "--preset", "smoke", "--home", home], _file_size_limit(FSIZE),

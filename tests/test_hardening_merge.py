@@ -22,8 +22,7 @@ from robbench.certify import certify_agent
 from robbench.checkpoint import FORMAT, atomic_save_tensors, file_sha256, read_tensors
 from robbench.cli import app
 from robbench.evaluate import evaluate_cell
-from robbench.artifacts import SCHEMA as ARTIFACT_SCHEMA
-from robbench.store import DB_NAME, ResultsStore, canonical_json
+from robbench.store import ARTIFACT_SCHEMA, DB_NAME, ResultsStore, canonical_json
 
 runner = CliRunner()
 AGENT = "hopper/ppo/smoke/0"

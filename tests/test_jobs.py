@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from robbench.store import ResultsStore
+
 GRID = """
 envs = ["hopper"]
 methods = ["ppo", "barppo"]
@@ -133,6 +135,9 @@ def test_two_concurrent_evaluators_on_one_home(smoke_home, tmp_path):
 
     home = tmp_path / "home"
     shutil.copytree(smoke_home, home)
+    with ResultsStore(home) as store:  # the session's smoke home may hold cells other tests evaluated
+        for attack in {c["attack"] for c in store.cells()}:
+            store.drop_rows(attack=attack)
     args = ["evaluate", "--attacks", "none,random,mad,critic", "--episodes", "5", "--workers", "1",
             "--home", str(home)]
     procs = [subprocess.Popen([sys.executable, "-m", "robbench.cli", *args], stdout=subprocess.PIPE,

@@ -112,3 +112,25 @@ def test_tampered_agent_file_is_refused(tmp_path):
         rec.path.write_bytes(bytes(data))
         with pytest.raises(RobbenchError, match="sha256 mismatch"):
             st.load_agent(rec.agent_id)
+
+
+def test_dropping_an_agent_drops_everything_about_it(smoke_home, tmp_path):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(smoke_home, home)
+    agent = "hopper/ppo/smoke/0"
+    with ResultsStore(home) as st:
+        evaluate_cell(st, agent, "none", episodes=2)
+        rec = st.get_agent(agent)
+        st.write_certificate({k: 0 for k in ResultsStore.CERTIFICATE_FIELDS}
+                             | {"agent_id": agent, "agent_sha256": rec.sha256, "method": "ibp", "info": {}})
+        st.write_artifact("a" * 64, agent, rec.sha256, "critic", {}, rec.path, rec.sha256, {})
+        assert st.drop_rows(attack="critic", agent_id="another/agent") == 0
+        assert [a.agent_id for a in st.artifacts()] == [agent]
+        n = len([c for c in st.cells() if c["agent_id"] == agent])
+        assert n > 0 and st.drop_rows(agent_id=agent) == n
+        assert (st.agents(), st.cells(), st.certificates(), st.artifacts()) == ([], [], [], [])
+        assert st.conn.execute("SELECT COUNT(*) FROM episodes").fetchone()[0] == 0
+        with pytest.raises(ValueError):
+            st.drop_rows()

@@ -1,6 +1,6 @@
 """Publish boards: snapshot working results homes into reports/<env>/, render every view, rebuild the zoo.
 
-    python reports/publish.py hopper=/path/to/home walker2d=/path/to/home2 ...
+    python scripts/publish.py hopper=/path/to/home walker2d=/path/to/home2 ...
 
 For each env: the working home's database is copied with SQLite's online backup (safe while
 writers run), with the agents and attack artifacts it references (no mid-job snapshots), into
@@ -8,18 +8,22 @@ reports/<env>/results-home; the leaderboard is rendered as markdown, JSON, HTML 
 paper's rows (`--compare-paper`); reports/<env>/REPRODUCE.md gets the commands, budgets, machine
 and wall times read from the stored provenance. Then robbench/zoo/ is rebuilt from every published
 home (`robbench zoo export`).
+
+It is a maintainer's script of this repository, not part of the package: it writes the repository's
+reports/, README.md and robbench/zoo/, which an installed robbench does not have. Every read and write
+of a results home goes through robbench.store.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
 from robbench.report import OURS_LABEL, PAPER_LABEL
+from robbench.store import ResultsStore
 from robbench.suite import get_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,33 +34,25 @@ UNPUBLISHED_ATTACKS: tuple[str, ...] = ()
 
 
 def snapshot(src: Path, dst: Path) -> None:
+    """Copy the working home `src` to `dst`: its database (online backup, safe while writers run) less
+    the unpublished attacks' rows and the jobs that did not finish, compacted to one file, and every
+    agent and fitted attack it indexes (no mid-job snapshots). `dst` is replaced only once complete."""
     tmp = dst.with_name(dst.name + ".new")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    with sqlite3.connect(src / "results.sqlite") as a, sqlite3.connect(tmp / "results.sqlite") as b:
-        a.backup(b)
-    conn = sqlite3.connect(tmp / "results.sqlite")
-    for attack in UNPUBLISHED_ATTACKS:
-        keys = [r[0] for r in conn.execute("SELECT cell_key FROM cells WHERE attack = ?", (attack,))]
-        conn.executemany("DELETE FROM episodes WHERE cell_key = ?", [(k,) for k in keys])
-        conn.execute("DELETE FROM cells WHERE attack = ?", (attack,))
-        conn.execute("DELETE FROM attack_artifacts WHERE attack = ?", (attack,))
-    conn.execute("DELETE FROM jobs WHERE status != 'done'") if _has(conn, "jobs") else None
-    conn.commit()
-    paths = [r[0] for r in conn.execute("SELECT path FROM agents")]
-    paths += [r[0] for r in conn.execute("SELECT path FROM attack_artifacts")] if _has(conn, "attack_artifacts") else []
-    conn.execute("PRAGMA journal_mode=DELETE")
-    conn.execute("VACUUM")
-    conn.close()
+    with ResultsStore(src, readonly=True) as working:
+        working.backup_to(tmp)
+    with ResultsStore(tmp) as published:
+        for attack in UNPUBLISHED_ATTACKS:
+            published.drop_rows(attack=attack)
+        published.drop_unfinished_jobs()
+        paths = published.indexed_files()
+        published.compact()
     for rel in paths:
         (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(src / rel, tmp / rel)
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
-
-
-def _has(conn: sqlite3.Connection, table: str) -> bool:
-    return conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is not None
 
 
 def robbench(*args: str) -> str:
@@ -67,34 +63,32 @@ def robbench(*args: str) -> str:
 
 
 def reproduction_note(env: str, home: Path) -> str:
-    conn = sqlite3.connect(home / "results.sqlite")
-    conn.row_factory = sqlite3.Row
-    agents = conn.execute("SELECT * FROM agents ORDER BY method, seed").fetchall()
+    """reports/<env>/REPRODUCE.md: the commands, budgets, machines and wall times, from the stored provenance."""
+    with ResultsStore(home, readonly=True) as store:
+        agents = sorted(store.agents(), key=lambda a: (a.method, a.seed))
+        cells = store.cells()
+        fits = store.artifacts()
     train_rows, train_total = [], 0.0
     machines = set()
     for a in agents:
-        meta = json.loads(a["meta"])
-        prov = meta.get("provenance", {})
+        prov = a.meta.get("provenance", {})
         train_total += prov.get("wall_s") or 0.0
         m = prov.get("machine") or {}
         machines.add(f"{m.get('host')} ({m.get('cores')} cores, torch {m.get('torch')}, mujoco {m.get('mujoco')})"
                      if isinstance(m, dict) else str(m))
-        train_rows.append(f"| `{a['agent_id']}` | {a['steps']:,} | {(prov.get('wall_s') or 0) / 60:.1f} min | "
+        train_rows.append(f"| `{a.agent_id}` | {a.steps:,} | {(prov.get('wall_s') or 0) / 60:.1f} min | "
                           f"{prov.get('steps_per_s', '—')} | {prov.get('code_version', '—')} |")
-    cells = conn.execute("SELECT attack, COUNT(*), SUM(wall_s) FROM cells GROUP BY attack ORDER BY attack").fetchall()
-    fits = conn.execute("SELECT attack, meta FROM attack_artifacts").fetchall() if _has(conn, "attack_artifacts") else []
+    per_attack: dict[str, list[float]] = {}
+    presets: dict[str, set] = {}
+    for c in cells:
+        per_attack.setdefault(c["attack"], []).append(c["wall_s"])
+        if "preset" in c["attack_config"]:
+            presets.setdefault(c["attack"], set()).add(c["attack_config"]["preset"])
     fit_wall: dict[str, float] = {}
     fit_machines: dict[str, set] = {}
     for f in fits:
-        m = json.loads(f["meta"])
-        fit_wall[f["attack"]] = fit_wall.get(f["attack"], 0.0) + (m.get("wall_s") or 0.0)
-        fit_machines.setdefault(f["attack"], set()).add(str(m.get("machine", ""))[:80])
-    presets = {}
-    for r in conn.execute("SELECT attack, attack_config FROM cells"):
-        cfg = json.loads(r["attack_config"])
-        if "preset" in cfg:
-            presets.setdefault(r["attack"], set()).add(cfg["preset"])
-    conn.close()
+        fit_wall[f.attack] = fit_wall.get(f.attack, 0.0) + (f.meta.get("wall_s") or 0.0)
+        fit_machines.setdefault(f.attack, set()).add(str(f.meta.get("machine", ""))[:80])
     lines = [
         f"# Reproducing the {env} board",
         "",
@@ -134,8 +128,8 @@ def reproduction_note(env: str, home: Path) -> str:
         "",
         "| attack | cells | evaluation wall time | fitting wall time (all victims) | fitted on |",
         "|---|---|---|---|---|",
-        *(f"| {a} | {n} | {w / 60:.1f} min | {fit_wall.get(a, 0) / 60:.1f} min | "
-          f"{'; '.join(sorted(fit_machines.get(a, {'—'})))} |" for a, n, w in cells),
+        *(f"| {a} | {len(walls)} | {sum(walls) / 60:.1f} min | {fit_wall.get(a, 0) / 60:.1f} min | "
+          f"{'; '.join(sorted(fit_machines.get(a, {'—'})))} |" for a, walls in sorted(per_attack.items())),
         "",
     ]
     return "\n".join(lines)
