@@ -151,9 +151,9 @@ def read_entry(path: str | Path) -> Submission:
     """One entry file, validated; aggregates recomputed from the episodes and compared."""
     import numpy as np
 
-    from robbench.agent_ids import check_agent_id
     from robbench.envs import get_env_spec
-    from robbench.store import canonical_json, cell_key
+    from robbench.store import cell_key
+    from robbench.store.rows import _protocol_problem
 
     path = Path(path)
     c = _Checker(path)
@@ -171,12 +171,11 @@ def read_entry(path: str | Path) -> Submission:
                      f"{data['version']!r}); write it with `robbench submit`")
     a = c.obj(data["agent"], "agent", AGENT_KEYS)
     agent_id = c.str_(a["agent_id"], "agent.agent_id")
-    try:
-        check_agent_id(agent_id)
-    except RobbenchError as exc:
-        raise c.fail(str(exc)) from None
     env = c.str_(a["env"], "agent.env")
-    get_env_spec(env)  # an unknown env is one line naming the valid ones
+    try:
+        get_env_spec(env)
+    except RobbenchError as exc:  # unknown env: the same line, naming the file
+        raise c.fail(str(exc)) from None
     sha = c.str_(a["sha256"], "agent.sha256")
     if len(sha) != 64 or any(ch not in "0123456789abcdef" for ch in sha):
         raise c.fail(f"agent.sha256 must be 64 hex digits, got {sha!r}")
@@ -184,6 +183,9 @@ def read_entry(path: str | Path) -> Submission:
     conventions = a.get("conventions", {})
     if not isinstance(provenance, dict) or not isinstance(conventions, dict):
         raise c.fail("agent.provenance and agent.conventions must be objects")
+    expected = f"{env}/{a['method']}/{a['preset']}/{a['seed']}"
+    if agent_id != expected:
+        raise c.fail(f"agent.agent_id {agent_id!r} is not <env>/<method>/<preset>/<seed> of its fields ({expected!r})")
     agent = SubmittedAgent(
         agent_id, c.str_(a["method"], "agent.method"), env, c.int_(a["seed"], "agent.seed"),
         c.str_(a["preset"], "agent.preset"), c.str_(a["budget"], "agent.budget"), c.int_(a["steps"], "agent.steps"),
@@ -199,7 +201,10 @@ def read_entry(path: str | Path) -> Submission:
         for key in ("attack_config", "protocol", "info"):
             if not isinstance(cell[key], dict):
                 raise c.fail(f"{name}.{key} must be an object")
-        proto = c.obj(cell["protocol"], f"{name}.protocol", ("eps", "episodes", "base_seed", "deterministic"))
+        proto = cell["protocol"]
+        problem = _protocol_problem(proto)
+        if problem:
+            raise c.fail(f"{name}.protocol {problem}")
         eps = c.num(cell["eps"], f"{name}.eps")
         if not _close(eps, c.num(proto["eps"], f"{name}.protocol.eps")):
             raise c.fail(f"{name}: eps {eps} differs from its protocol's {proto['eps']}")
@@ -234,7 +239,7 @@ def read_entry(path: str | Path) -> Submission:
                       **recomputed, "env_steps": c.int_(cell["env_steps"], f"{name}.env_steps"),
                       "wall_s": c.num(cell["wall_s"], f"{name}.wall_s"), "info": cell["info"]})
         episodes[key] = rows
-    if len({canonical_json(x["cell_key"]) for x in cells}) != len(cells):
+    if len({x["cell_key"] for x in cells}) != len(cells):
         raise c.fail("lists one cell twice")
     certs = data.get("certificates", [])
     if not isinstance(certs, list):

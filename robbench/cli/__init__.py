@@ -6,7 +6,8 @@
     robbench run <grid.toml|yaml> [--workers N] [--backend local|ray [--address auto|host:port]]
     robbench evaluate --agents all|<ids> --attacks all|<names> [--episodes --eps]
     robbench certify --agents all|<ids> [--method ibp|crown-ibp|crown|all --eps --states --threshold --workers N]
-    robbench report --format markdown|csv|json [--out]
+    robbench report --format markdown|csv|json|latex|html [--out --entries DIR]
+    robbench submit <agent-id> --out FILE.json
     robbench list envs|trainers|attacks|agents
     robbench merge <other-home>... [--home]
     robbench zoo list|verify|export

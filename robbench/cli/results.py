@@ -1,5 +1,5 @@
 """The commands that read and write a results home without running jobs: `import`, `report`,
-`list` and `merge`."""
+`submit`, `list` and `merge`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,9 @@ def report(
     paper_csv: Optional[str] = typer.Option(
         None, "--paper-csv", help="Published results CSV for --compare-paper (default: the BARPO paper's "
         "Tables 1-4, shipped as robbench/data/paper_results.csv)."),
+    entries: Optional[str] = typer.Option(
+        None, "--entries", help="A folder of submitted board entries (`robbench submit` files) to rank beside this "
+        "home's agents, flagged submitted; every aggregate is recomputed from their per-episode returns."),
     home: Optional[str] = HomeOpt,
 ):
     """Print or write the leaderboards (boards, significance, seed aggregates, trust flags)."""
@@ -83,7 +86,12 @@ def report(
         elif not Path(paper_csv).is_file():
             raise RobbenchError(f"--paper-csv {paper_csv!r} is not a file")
     with open_store(home, must_exist=True, readonly=True) as store:  # works on a read-only home
-        text = render(store, format, compare_paper=compare_paper, paper_csv=paper_csv)
+        source = store
+        if entries is not None:
+            from robbench.submit import WithEntries, read_entries
+
+            source = WithEntries(store, read_entries(entries))
+        text = render(source, format, compare_paper=compare_paper, paper_csv=paper_csv)
     if out is None:
         sys.stdout.write(text)
         return
@@ -95,6 +103,26 @@ def report(
     write_atomic(path, text)
     say(f"wrote {path}")
 
+
+
+# -------------------------------------------------------------------------------------------- submit
+@app.command()
+@cli_errors
+def submit(
+    agent: str = typer.Argument(..., metavar="AGENT_ID", help="The agent whose board entry to write."),
+    out: str = typer.Option(..., "--out", help="The entry file to write (JSON)."),
+    home: Optional[str] = HomeOpt,
+):
+    """Write one self-contained board entry: provenance, protocol, suite, per-episode returns, certificates.
+
+    `robbench report --entries DIR` ranks a folder of such files beside a home's own agents."""
+    from robbench.submit import write_entry
+
+    with open_store(home, must_exist=True, readonly=True) as store:
+        entry = write_entry(store, agent, out)
+    attacks = sorted({c["attack"] for c in entry["cells"]})
+    say(f"wrote {out}: {plural(len(entry['cells']), 'cell')} ({', '.join(attacks)}), "
+        f"{plural(len(entry['certificates']), 'certificate')}, suite {entry['suite']}")
 
 
 # ---------------------------------------------------------------------------------------------- list

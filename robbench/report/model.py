@@ -63,6 +63,7 @@ FLAG_LABELS = {
     "random-worst": "worst only by random",
     "missing-attacks": "incomplete suite, unranked",
     "no-critic": "no critic: critic attacks n/a",
+    "submitted": "submitted entry",
     "not-converged": "not converged",
     "best-known-lower": "best known lower",
 }
@@ -73,6 +74,8 @@ FLAG_TEXT = {
                     "paper_steps, or budget ≠ \"paper\")",
     "action-unmoved": "an attack that never moved the action (info max_action_change = 0)",
     "random-worst": "worst case set only by random noise: no stronger attack lowered it",
+    "submitted": "a row read from a submitted entry file (robbench submit, report --entries): evaluated elsewhere, "
+                 "its aggregates recomputed from the entry's per-episode returns, not re-run by this report",
     "no-critic": "the agent has no value network (an imported agent): the attacks that need one (critic, "
                  "apgd_critic) were not run, and its worst case is over the other members",
     "missing-attacks": "not evaluated under every cell of the board's standard attack suite: its worst case "
@@ -104,6 +107,7 @@ class Entry:
     missing: list[str] = field(default_factory=list)  # suite members without all their cells
     not_applicable: list[str] = field(default_factory=list)  # attacks needing a critic the agent lacks
     rank: int | None = None  # None: not evaluated under the full suite, listed unranked
+    submitted: str | None = None  # the entry file a submitted row was read from (robbench.submit)
 
     @property
     def natural(self) -> float | None:
@@ -191,6 +195,9 @@ class Entry:
             elif code == "missing-attacks":
                 if self.missing:
                     out.append((code, self.missing))
+            elif code == "submitted":
+                if self.submitted:
+                    out.append((code, []))
             elif code == "no-critic":
                 if self.not_applicable:
                     out.append((code, self.not_applicable))
@@ -361,7 +368,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
         key = (cell["env"], proto["eps"], proto["episodes"], proto["base_seed"], proto["deterministic"])
         protocols[key] = proto
         entry, raw = groups.setdefault(key, {}).setdefault(agent.agent_id, (
-            Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256), []))
+            Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256,
+                  submitted=(agent.meta.get("submitted") or {}).get("file")), []))
         raw.append(dict(cell, returns=[e["ret"] for e in store.episodes(cell["cell_key"])]))
     from robbench.registry import get_attack
 
