@@ -20,7 +20,7 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,24 +89,9 @@ def write_entry(store, agent_id: str, out: str | Path) -> dict[str, Any]:
 
 # ------------------------------------------------------------------------------------------- read
 @dataclass(frozen=True)
-class SubmittedAgent:
-    """What the board needs of an agent record (robbench.store.AgentRecord's fields but `path`)."""
-
-    agent_id: str
-    method: str
-    env: str
-    seed: int
-    preset: str
-    budget: str
-    steps: int
-    sha256: str
-    meta: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Submission:
     path: Path
-    agent: SubmittedAgent
+    agent: Any  # robbench.store.AgentRecord, its `path` the entry file
     cells: list[dict[str, Any]]
     episodes: dict[str, list[dict[str, Any]]]
     certificates: list[dict[str, Any]]
@@ -152,7 +137,7 @@ def read_entry(path: str | Path) -> Submission:
     import numpy as np
 
     from robbench.envs import get_env_spec
-    from robbench.store import cell_key
+    from robbench.store import AgentRecord, cell_key
     from robbench.store.rows import _protocol_problem
 
     path = Path(path)
@@ -186,10 +171,10 @@ def read_entry(path: str | Path) -> Submission:
     expected = f"{env}/{a['method']}/{a['preset']}/{a['seed']}"
     if agent_id != expected:
         raise c.fail(f"agent.agent_id {agent_id!r} is not <env>/<method>/<preset>/<seed> of its fields ({expected!r})")
-    agent = SubmittedAgent(
+    agent = AgentRecord(
         agent_id, c.str_(a["method"], "agent.method"), env, c.int_(a["seed"], "agent.seed"),
         c.str_(a["preset"], "agent.preset"), c.str_(a["budget"], "agent.budget"), c.int_(a["steps"], "agent.steps"),
-        sha, {**conventions, "provenance": provenance, "submitted": {"file": path.name, "suite": data.get("suite"),
+        path.resolve(), sha, {**conventions, "provenance": provenance, "submitted": {"file": path.name, "suite": data.get("suite"),
                                                                      "created": data.get("created")}})
     if not isinstance(data["cells"], list) or not data["cells"]:
         raise c.fail("cells must be a non-empty list")

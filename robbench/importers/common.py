@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -142,3 +143,18 @@ def parse_activation(name: str | None) -> str | None:
     if key not in ACTIVATIONS:
         raise unknown("activation", name, ACTIVATIONS)
     return key
+
+
+def json_spec(path: Path, where: str, keys: dict[str, str] | None = None, what: str = "") -> dict[str, Any]:
+    """A JSON object read from `path` (one line naming `where` if it is not one); with `keys`, any
+    other key is refused, naming the valid ones."""
+    try:
+        spec = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RobbenchError(f"{where} is not valid JSON ({exc})") from None
+    if not isinstance(spec, dict):
+        raise RobbenchError(f"{where} must be a JSON object " + (f"with keys {', '.join(keys)}" if keys else what))
+    bad = sorted(set(spec) - set(keys)) if keys is not None else []
+    if bad:
+        raise RobbenchError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(keys)}")
+    return spec

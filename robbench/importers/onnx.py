@@ -33,7 +33,6 @@ parser) is the only dependency, in the `onnx` extra.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ import numpy as np
 import torch
 
 from robbench.errors import RobbenchError
-from robbench.importers.common import Network, _check_chain, _file, _log_std
+from robbench.importers.common import Network, _check_chain, _file, _log_std, json_spec
 
 ACTIVATIONS = {"Tanh": "tanh", "Relu": "relu", "Elu": "elu"}
 PASS_THROUGH = ("Identity", "Flatten")
@@ -192,15 +191,7 @@ def _spec(path: Path, spec_path: str | Path | None) -> tuple[dict[str, Any], str
         spec_path = guess
     spec_path = _file(spec_path, "ONNX spec")
     where = f"ONNX spec {str(spec_path)!r}"
-    try:
-        spec = json.loads(spec_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise RobbenchError(f"{where} is not valid JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise RobbenchError(f"{where} must be a JSON object with keys {', '.join(SPEC_KEYS)}")
-    bad = sorted(set(spec) - set(SPEC_KEYS))
-    if bad:
-        raise RobbenchError(f"{where}: unknown key {bad[0]!r}; valid keys: {', '.join(SPEC_KEYS)}")
+    spec = json_spec(spec_path, where, SPEC_KEYS)
     if "log_std" not in spec:
         raise RobbenchError(f"{where} lacks 'log_std' ({SPEC_KEYS['log_std']})")
     for key in ("output", "value_output"):

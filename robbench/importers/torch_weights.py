@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from robbench.errors import RobbenchError, unknown
-from robbench.importers.common import Network, _check_chain, _file, _linear_chain, _log_std, parse_activation
+from robbench.importers.common import Network, _check_chain, _file, _linear_chain, _log_std, json_spec, parse_activation
 
 
 # --------------------------------------------------------------------------------------- torch
@@ -35,16 +34,8 @@ def read_torch(path: str | Path, spec_path: str | Path | None = None) -> Network
                                 "activation, squash, action_clip)")
         spec_path = guess
     spec_path = _file(spec_path, "architecture spec")
-    try:
-        spec = json.loads(spec_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise RobbenchError(f"architecture spec {str(spec_path)!r} is not valid JSON ({exc})") from None
     swhere = f"architecture spec {str(spec_path)!r}"
-    if not isinstance(spec, dict):
-        raise RobbenchError(f"{swhere} must be a JSON object with keys {', '.join(SPEC_KEYS)}")
-    bad = sorted(set(spec) - set(SPEC_KEYS))
-    if bad:
-        raise RobbenchError(f"{swhere}: unknown key {bad[0]!r}; valid keys: {', '.join(SPEC_KEYS)}")
+    spec = json_spec(spec_path, swhere, SPEC_KEYS)
     for key in ("hidden", "activation", "squash", "action_clip"):
         if key not in spec:
             raise RobbenchError(f"{swhere} lacks {key!r} ({SPEC_KEYS[key]})")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import math
 import pickle
 import zipfile
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from robbench.errors import RobbenchError
-from robbench.importers.common import SB3_CLIP_OBS, SB3_EPSILON, _file
+from robbench.importers.common import SB3_CLIP_OBS, SB3_EPSILON, _file, json_spec
 
 
 # ------------------------------------------------------------------ observation statistics
@@ -158,12 +157,7 @@ def read_obs_stats(path: str | Path) -> ObsStats:
         if isinstance(scalar["clip_obs"], float) and math.isnan(scalar["clip_obs"]):
             scalar["clip_obs"] = None
     elif suffix == ".json":
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise RobbenchError(f"{where} is not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise RobbenchError(f"{where} must be a JSON object with mean and var")
+        raw = json_spec(path, where, what="with mean and var")
         extra = sorted(set(raw) - {"mean", "var", "epsilon", "clip_obs", "count"})
         scalar = {"epsilon": raw.get("epsilon", SB3_EPSILON), "clip_obs": raw.get("clip_obs", SB3_CLIP_OBS)}
     else:
