@@ -7,6 +7,7 @@ the *normalised* observation space (docs/protocol.md, "Environments and threat m
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import gymnasium as gym
@@ -132,9 +133,32 @@ def get_env_spec(key: str) -> EnvSpec:
         raise unknown("env", key, ENVS) from None
 
 
+_KNOWN_MUJOCO_DEPRECATION = "compiler attribute 'settotalmass' is deprecated"
+"""MuJoCo >= 3.4 says this once per model compile of gymnasium's HalfCheetah (and Ant) XML, which
+sets the total mass at compile time; the masses it compiles are unchanged, so the text is noise
+that would bury a grid's progress bar under one line per env created."""
+
+
+def _mujoco_warning(message: str) -> None:
+    if _KNOWN_MUJOCO_DEPRECATION not in message:
+        warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+def install_mujoco_warning_filter() -> None:
+    """Route MuJoCo's C-level warnings through Python's `warnings` (so they can be filtered like any
+    other), dropping only the one known deprecation above. Idempotent; a no-op without mujoco."""
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a dependency
+        return
+    if mujoco.get_mju_user_warning() is not _mujoco_warning:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
 def make_env(key: str) -> gym.Env:
     """Create one gymnasium environment (with its 1000-step TimeLimit) for a registry key."""
     spec = get_env_spec(key)
+    install_mujoco_warning_filter()
     try:
         return gym.make(spec.gym_id, max_episode_steps=spec.max_episode_steps)
     except Exception as exc:  # missing mujoco etc.

@@ -56,3 +56,22 @@ def test_reference_values_per_env():
     assert dict(t["halfcheetah"].bound_trainer_ppo) == {"policy_lr": 1e-4, "value_lr": 1e-3, "entropy_coef": 1e-4,
                                                        "anneal_lr": False}
     assert t["humanoid"].sappo_convex_kappa == 0.01 and t["ant"].wocar_q_lr == 3e-5
+
+
+def test_mujoco_warnings_reach_python_except_the_known_settotalmass_deprecation(capfd):
+    import warnings
+
+    import mujoco
+
+    from robbench.envs import _mujoco_warning, make_env
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        env = make_env("halfcheetah")  # its XML sets settotalmass: MuJoCo >= 3.4 warns at compile
+        env.reset(seed=0)
+        env.close()
+        assert mujoco.get_mju_user_warning() is _mujoco_warning
+        _mujoco_warning("Nan, Inf or huge value in QACC at DOF 0")
+    assert "settotalmass" not in capfd.readouterr().err
+    assert [str(w.message) for w in caught if "MuJoCo" in str(w.message)] == [
+        "MuJoCo: Nan, Inf or huge value in QACC at DOF 0"]
