@@ -141,11 +141,12 @@ def sa_perturbed_states(core: PPOCore, obs: torch.Tensor, eps: float, steps: int
 
 
 def pgd_min_surrogate(core: PPOCore, mb: Minibatch, eps: float, steps: int, step_size: float,
-                      fast: bool = False) -> torch.Tensor:
+                      fast: bool = False, start: str = "uniform") -> torch.Tensor:
     """AR-PPO's inner problem: ŝ ≈ argmin over B_ε(s) of g(π_θ(a|ŝ)/π_old(a|s), Â) (σ detached).
 
-    K projected sign-gradient descent steps from a random start s + U[−step, step]^d. `fast`: the
-    gradient's sign by `robbench.fastpath.surrogate_gradient` instead of autograd.
+    K projected sign-gradient descent steps from a random start: `start` "uniform" draws it within
+    one step, s + U[−step, step]^d; "ball" anywhere in the ball, s + U[−ε, ε]^d (the reference CAR
+    solver's). `fast`: the gradient's sign by `robbench.fastpath.surrogate_gradient` instead of autograd.
     """
     if eps == 0.0:
         return mb.obs
@@ -156,7 +157,7 @@ def pgd_min_surrogate(core: PPOCore, mb: Minibatch, eps: float, steps: int, step
 
     gradient = fastpath.surrogate_gradient(core.policy, mb, core.cfg.clip) if fast else None
     return sign_gradient_ascent(
-        surrogate, mb.obs, eps, core.gen, steps=steps, step_size=step_size, start="uniform",
+        surrogate, mb.obs, eps, core.gen, steps=steps, step_size=step_size, start=start,
         maximize=False, gradient=gradient,
     )
 

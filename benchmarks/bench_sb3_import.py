@@ -5,9 +5,11 @@ and check that robbench's evaluation of it returns what SB3's own policy returns
 
 1. SB3 PPO (MlpPolicy, its defaults, seed 0) learns `--steps` steps on Hopper-v5 behind
    VecNormalize; the model zip and the VecNormalize pickle are saved as a user would save them.
-2. SB3's side: each episode i is reset with seed 1,000,000 + i (the protocol's seeds) and stepped
-   with `model.predict(vecnormalize.normalize_obs(obs), deterministic=True)` — SB3 clips that action
-   to the box, as its `evaluate_policy` does.
+2. SB3's side, twice: SB3's own `evaluate_policy` (deterministic, on the VecNormalize env with its
+   statistics frozen, each env behind a wrapper that resets episode i with seed 1,000,000 + i, the
+   protocol's seeds, and behind SB3's Monitor for the raw returns), and a plain loop stepping
+   `model.predict(vecnormalize.normalize_obs(obs), deterministic=True)` on the same seeds — SB3 clips
+   that action to the box, as `evaluate_policy` does.
 3. robbench's side: `robbench import` of the two files, then `robbench evaluate --attacks none` on
    the same episodes (with `--suite`: the whole standard suite, 50 episodes, slow).
 The per-episode returns of the two sides are compared; they agree to float precision when the import
@@ -47,6 +49,31 @@ def sb3_returns(model, vec, episodes: int) -> list[float]:
     return out
 
 
+def evaluate_policy_returns(model, vec_path: Path, episodes: int) -> list[float]:
+    """SB3's `evaluate_policy` itself, on the protocol's episode seeds."""
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    class ProtocolSeeds(gym.Wrapper):
+        """Reset number i (the vec env's first reset and each auto-reset) uses seed BASE_SEED + i."""
+
+        def __init__(self, env):
+            super().__init__(env)
+            self.resets = 0
+
+        def reset(self, *, seed=None, options=None):
+            seed, self.resets = BASE_SEED + self.resets, self.resets + 1
+            return self.env.reset(seed=seed, options=options)
+
+    vec = VecNormalize.load(str(vec_path), DummyVecEnv([lambda: Monitor(ProtocolSeeds(gym.make("Hopper-v5")))]))
+    vec.training, vec.norm_reward = False, False
+    returns, _ = evaluate_policy(model, vec, n_eval_episodes=episodes, deterministic=True, return_episode_rewards=True)
+    vec.close()
+    return [float(r) for r in returns]
+
+
 def robbench(*args: str) -> str:
     res = subprocess.run([sys.executable, "-m", "robbench.cli", *args], capture_output=True, text=True)
     if res.returncode != 0:
@@ -78,6 +105,7 @@ def main() -> None:
     vec.save(str(work / "vecnormalize.pkl"))
     vec.training = False
     theirs = sb3_returns(model, vec, args.episodes)
+    official = evaluate_policy_returns(model, work / "vecnormalize.pkl", args.episodes)
     home = work / "home"
     aid = robbench("import", str(work / "ppo_hopper.zip"), "--env", "hopper", "--vecnormalize",
                    str(work / "vecnormalize.pkl"), "--home", str(home)).strip().splitlines()[-1]
@@ -87,10 +115,12 @@ def main() -> None:
         cell = next(c for c in store.cells() if c["attack"] == "none")
         ours = [e["ret"] for e in store.episodes(cell["cell_key"])]
     diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(theirs))))
+    diff_official = float(np.max(np.abs(np.asarray(ours) - np.asarray(official))))
     result = {"sb3_version": stable_baselines3.__version__, "steps": args.steps, "train_s": round(train_s, 1),
-              "agent_id": aid, "episodes": args.episodes, "sb3_mean": float(np.mean(theirs)),
-              "robbench_mean": float(np.mean(ours)), "max_abs_episode_diff": diff,
-              "sb3_returns": theirs, "robbench_returns": ours}
+              "agent_id": aid, "episodes": args.episodes, "sb3_evaluate_policy_mean": float(np.mean(official)),
+              "sb3_mean": float(np.mean(theirs)), "robbench_mean": float(np.mean(ours)),
+              "max_abs_episode_diff_evaluate_policy": diff_official, "max_abs_episode_diff": diff,
+              "sb3_evaluate_policy_returns": official, "sb3_returns": theirs, "robbench_returns": ours}
     if args.suite:
         t1 = time.perf_counter()
         robbench("evaluate", "--agents", aid, "--attacks", "standard", "--workers", "1", "--home", str(home))

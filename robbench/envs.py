@@ -41,6 +41,9 @@ class TrainerDefaults:
     """Learning rate of `wocar`'s worst-case Q network."""
     radial_eps_schedule: str
     """Shape of `radial`'s ε ramp: "smooth" (Hopper's reference config) or "expo"."""
+    wocar_ppo: tuple[tuple[str, float | bool], ...] = ()
+    """PPO settings WocaR's reference config changes on this env (HalfCheetah's
+    config_halfcheetah_robust_q_ppo_sgld.json: policy lr 1e-4, value lr 1e-3, entropy 1e-4)."""
     bound_trainer_ppo: tuple[tuple[str, float | bool], ...] = ()
     """PPO settings the reference configs of `sappo-convex` and `radial` change on this env, as
     (setting, value) pairs (HalfCheetah's: other learning rates, an entropy bonus, no annealing)."""
@@ -102,6 +105,7 @@ ENVS: dict[str, EnvSpec] = {
             trainers=TrainerDefaults(
                 sappo_kappa=0.1, sappo_convex_kappa=0.1, barppo_kappa=0.3, wocar_kappa=0.1, wocar_q_weight=0.5,
                 wocar_q_weight_schedule="linear", wocar_q_lr=4e-4, radial_eps_schedule="expo",
+                wocar_ppo=_HALFCHEETAH_BOUND_PPO[:3],  # the same three; WocaR anneals its lr
                 bound_trainer_ppo=_HALFCHEETAH_BOUND_PPO,
             ),
         ),

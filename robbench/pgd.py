@@ -31,8 +31,8 @@ def sign_gradient_ascent(
 ) -> torch.Tensor:
     """K projected sign-gradient steps on `objective` (summed over the batch) inside B_ε(clean).
 
-    start: "clean" (ŝ₀ = s), "uniform" (ŝ₀ = s + U[−step, step]^d) or "corner" (ŝ₀ = s ± step, a
-    random corner at distance one step). `noise(i)`, if given, is the std of Gaussian noise added
+    start: "clean" (ŝ₀ = s), "uniform" (ŝ₀ = s + U[−step, step]^d), "ball" (ŝ₀ = s + U[−ε, ε]^d,
+    anywhere in the ball) or "corner" (ŝ₀ = s ± step, a random corner at distance one step). `noise(i)`, if given, is the std of Gaussian noise added
     to the gradient before the sign at step i (SGLD-style). `gradient(x)`, if given, returns
     ∇ₓ Σ objective(x) directly, or any positive per-sample multiple of it (the same signs): the hook
     for the trainers' opt-in hand-written gradients (`robbench.fastpath`), skipping autograd. The result is detached, inside the ball, and computed without touching the
@@ -44,6 +44,8 @@ def sign_gradient_ascent(
         x = clean.clone()
     elif start == "uniform":
         x = clean + (torch.rand(clean.shape, generator=gen) * 2 - 1) * step
+    elif start == "ball":
+        x = clean + (torch.rand(clean.shape, generator=gen) * 2 - 1) * eps
     elif start == "corner":
         x = clean + (torch.randint(0, 2, clean.shape, generator=gen) * 2 - 1).to(clean.dtype) * step
     else:

@@ -21,6 +21,11 @@ update loop; it gets these hooks:
 Deliberate departures from the reference code (all recorded in ppo.md or here):
 
 - Time-limit truncation bootstraps with V(final observation) (the reference treated it as terminal).
+- Every sample is in the value loss, each episode's final step included (its target is r_T at a
+  termination, r_T + γ·V(s_{T+1}) at a truncation, both well defined here). The reference's
+  `value_loss_gae` masks final steps out (`not_dones`): treating truncation as terminal, it had no
+  return to regress a truncated step on. That is 1 sample in ~1000 on a full-length episode, more on
+  Hopper/Walker2d episodes that fall early.
 - Value and policy networks are updated in the *same* minibatch loop (one backward through the sum
   of the two losses, one Adam step each on disjoint parameters) instead of 10 value epochs followed
   by 10 policy epochs. The two networks share no parameters and the policy targets (advantages) are
@@ -220,6 +225,14 @@ class Objective:
         values come from the env registry (`EnvSpec.trainers`), so an unknown env is one line."""
         get_env_spec(env)
         return {}
+
+    @classmethod
+    def departures(cls, env: str, config: dict[str, Any]) -> list[str]:
+        """The departures from the reference that an agent trained on `env` with `config` (its
+        checkpoint's recorded PPOConfig, `trainer` included; {} when none is recorded) carries:
+        `board_notes` for the env and for every env. Trainers whose departure is a setting override
+        this to look at the setting, so an agent trained the reference's way is not labelled with it."""
+        return [note for key in (env, "*") if (note := cls.board_notes.get(key))]
 
     def config(self) -> dict[str, Any]:
         return dict(self.params)

@@ -551,8 +551,9 @@ def test_html_loads_in_headless_chromium(home, paper_csv, tmp_path):
 
 
 def test_boards_state_the_training_departures_of_the_methods_they_show(home):
-    """radial is on the hopper board: its half-budget note is there; wocar's note is HalfCheetah's only;
-    the 10-episode board has only ppo: no training departures at all."""
+    """radial is on the hopper board: its half-budget note is there; wocar's is HalfCheetah's only (and
+    these agents record no training config: nothing to read a setting from); the 10-episode board has
+    only ppo: no training departures at all."""
     boards = boards_of(home)
     main = main_board(boards)
     notes = report.training_notes(main)
@@ -563,8 +564,39 @@ def test_boards_state_the_training_departures_of_the_methods_they_show(home):
     ppo_only = next(b for b in boards if {e.method for e in b.entries} == {"ppo"})
     assert report.training_notes(ppo_only) == []
     assert "Training departures" not in report.to_markdown([ppo_only])
-    main.env = "halfcheetah"
-    assert any("WocaR on HalfCheetah" in n for n in report.training_notes(main))
+
+
+def test_setting_departures_follow_each_agents_recorded_config(home):
+    """WocaR's HalfCheetah learning rates and AR-PPO's PGD start are settings: an agent recorded with
+    the reference's values carries no note, one without carries it, and a note held by only some of a
+    method's agents names them."""
+    import dataclasses
+
+    from robbench.agents.arppo import ARPPO
+    from robbench.registry import get_trainer
+    from robbench.train import build_config
+
+    main = main_board(boards_of(home))
+    template = main.entries[0]
+    reference_wocar = build_config("wocar", "halfcheetah")[0].to_dict()
+    assert (reference_wocar["policy_lr"], reference_wocar["value_lr"], reference_wocar["entropy_coef"]) == (1e-4, 1e-3, 1e-4)
+    old_wocar = dict(reference_wocar, policy_lr=3e-4, value_lr=1e-4, entropy_coef=0.0)
+    reference_arppo = build_config("arppo", "halfcheetah")[0].to_dict()
+    assert reference_arppo["trainer"]["pgd_start"] == "ball"
+    old_arppo = dict(reference_arppo, trainer={k: v for k, v in reference_arppo["trainer"].items() if k != "pgd_start"})
+    board = dataclasses.replace(main, env="halfcheetah", entries=[
+        dataclasses.replace(template, agent_id=f"halfcheetah/{m}/paper/{s}", method=m, seed=s, config=c)
+        for m, s, c in [("wocar", 0, old_wocar), ("wocar", 1, reference_wocar), ("wocar", 2, reference_wocar),
+                        ("arppo", 0, old_arppo), ("arppo", 1, old_arppo)]])
+    notes = report.training_notes(board)
+    wocar = [n for n in notes if n.startswith("WocaR")]
+    assert wocar == [get_trainer("wocar").departures("halfcheetah", old_wocar)[0]
+                     + " (1 of 3 such agents: halfcheetah/wocar/paper/0)"]
+    assert "policy_lr 0.0003" in wocar[0] and "policy_lr 0.0001" in wocar[0]
+    assert ARPPO.STEP_START_NOTE in notes  # both arppo agents: no count
+    board.entries = board.entries[1:3]
+    assert report.training_notes(board) == []
+    assert get_trainer("wocar").departures("hopper", old_wocar) == []  # the reference changes nothing there
 
 
 def test_performance_profile_counts_each_methods_seeds_at_or_above_tau(home):

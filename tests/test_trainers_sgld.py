@@ -172,6 +172,27 @@ def test_pgd_lowers_the_surrogate_and_stays_in_the_ball(setup):
     assert found.mean() < surrogate(core, mb, uniform).mean()
 
 
+def test_arppo_pgd_start_is_anywhere_in_the_ball_by_default_and_within_one_step_when_asked(setup):
+    """`pgd_start` "ball" (the reference CAR solver's U[−ε_t, ε_t] start, the default for new agents)
+    against "step" (U[−ε_t/K, ε_t/K], what a recorded config without the setting was trained with).
+    One inner step of 0.1·ε_t: from "step" ŝ stays within two steps of s; from "ball" it spreads."""
+    core, mb = setup
+    eps = at_eps(core, 1.0)
+    assert make_objective("arppo").pgd_start == make_objective("arppo-noguide").pgd_start == "ball"
+    assert ARPPO(kappa=0.3, inner_steps=10, step_scale=1.0).pgd_start == "step"  # a config from before
+    moved = {}
+    for start in ("ball", "step"):
+        obj = make_objective("arppo", inner_steps=1, step_scale=0.1, pgd_start=start)
+        ŝ = obj.adversarial_states(core, mb, eps)
+        assert float((ŝ - mb.obs).abs().max()) <= eps + 1e-6
+        moved[start] = (ŝ - mb.obs).abs() / eps
+    assert float(moved["step"].max()) <= 0.2 + 1e-5
+    assert float((moved["ball"] > 0.5).float().mean()) > 0.3
+    with pytest.raises(RobbenchError, match="pgd_start"):
+        make_objective("arppo", pgd_start="corner")
+    assert "pgd_start" not in make_objective("barppo").config()  # BAR-PPO's SGLD solver has no such start
+
+
 def test_zero_eps_leaves_states_clean_and_step_scale_is_used(setup):
     core, mb = setup
     obj = make_objective("barppo")

@@ -108,6 +108,7 @@ class Entry:
     not_applicable: list[str] = field(default_factory=list)  # attacks needing a critic the agent lacks
     rank: int | None = None  # None: not evaluated under the full suite, listed unranked
     submitted: str | None = None  # the entry file a submitted row was read from (robbench.submit)
+    config: dict[str, Any] = field(default_factory=dict)  # the checkpoint's recorded training config
 
     @property
     def natural(self) -> float | None:
@@ -369,7 +370,8 @@ def build_boards(store: ResultsStore) -> list[Board]:
         protocols[key] = proto
         entry, raw = groups.setdefault(key, {}).setdefault(agent.agent_id, (
             Entry(agent.agent_id, agent.method, agent.seed, agent.preset, agent.steps, sha256=agent.sha256,
-                  submitted=(agent.meta.get("submitted") or {}).get("file")), []))
+                  submitted=(agent.meta.get("submitted") or {}).get("file"),
+                  config=agent.meta.get("config") or {}), []))
         raw.append(dict(cell, returns=[e["ret"] for e in store.episodes(cell["cell_key"])]))
     from robbench.registry import get_attack
 

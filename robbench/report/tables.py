@@ -151,17 +151,22 @@ def env_note(b: Board) -> str:
 
 
 def training_notes(b: Board) -> list[str]:
-    """The `board_notes` of every trainer with an agent on the board, for the board's env or all envs."""
+    """The training departures (`Objective.departures`) the board's agents carry, read from each
+    agent's recorded config; a note that holds for only some agents of a method says how many."""
     from robbench.registry import trainers
 
     known = trainers()
-    notes: list[str] = []
-    for method in sorted({e.method for e in b.entries}):
-        cls = known.get(method)
-        for key in (b.env, "*"):
-            note = getattr(cls, "board_notes", {}).get(key) if cls is not None else None
-            if note and note not in notes:
-                notes.append(note)
+    carriers: dict[str, list[str]] = {}  # note -> the agents carrying it, in board order
+    methods: dict[str, set[str]] = {}  # note -> the methods it was found in
+    for e in sorted(b.entries, key=lambda e: (e.method, e.agent_id)):
+        cls = known.get(e.method)
+        for note in cls.departures(b.env, e.config) if cls is not None else ():
+            carriers.setdefault(note, []).append(e.agent_id)
+            methods.setdefault(note, set()).add(e.method)
+    notes = []
+    for note, agents in carriers.items():
+        of = sum(e.method in methods[note] for e in b.entries)
+        notes.append(note if len(agents) == of else f"{note} ({len(agents)} of {of} such agents: {', '.join(agents)})")
     return notes
 
 
