@@ -147,7 +147,7 @@ def _looks_pickled(path: Path) -> bool:
 def save_agent(agent: Agent, path: str | Path) -> None:
     """Write an agent checkpoint. robbench's own agents (tanh, a critic, the running observation
     filter) hold exactly the tensors and metadata they always did; an imported agent's conventions
-    are in its metadata (`activation`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip`)."""
+    are in its metadata (`activation`, `squash`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip`)."""
     tensors: dict[str, torch.Tensor] = {}
     tensors.update({f"policy.{k}": v for k, v in agent.policy.state_dict().items()})
     if agent.meta.get("has_critic", True):
@@ -189,7 +189,8 @@ def env_dims(env: str) -> tuple[int, int]:
 
 
 def agent_tensor_shapes(obs_dim: int, act_dim: int, hidden: list[int], value_hidden: list[int] | None = None,
-                        critic: bool = True, obs_norm: str = "robbench") -> dict[str, tuple[int, ...]]:
+                        critic: bool = True, obs_norm: str = "robbench",
+                        squash: str = "none") -> dict[str, tuple[int, ...]]:
     """The tensor names and shapes an agent checkpoint of these dimensions holds (extra.* aside).
 
     Defaults: robbench's own agents (value net as wide as the policy, the running filter)."""
@@ -206,6 +207,9 @@ def agent_tensor_shapes(obs_dim: int, act_dim: int, hidden: list[int], value_hid
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             shapes[f"{prefix}.{2 * i}.weight"] = (b, a)
             shapes[f"{prefix}.{2 * i}.bias"] = (b,)
+    if squash == "tanh":  # GaussianPolicy's Tanh, then the Linear onto the action box
+        box = 2 * len(hidden) + 2
+        shapes.update({f"policy.mean_net.{box}.weight": (act_dim, act_dim), f"policy.mean_net.{box}.bias": (act_dim,)})
     return shapes
 
 
@@ -266,7 +270,8 @@ def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path
             raise bad(f"metadata {key} {shown(dims[key])} does not match env {env!r}, whose {what}s have "
                       f"{want} dimensions")
     value_hidden, critic, obs_norm = conventions
-    expected = agent_tensor_shapes(dims["obs_dim"], dims["act_dim"], hidden, value_hidden, critic, obs_norm)
+    expected = agent_tensor_shapes(dims["obs_dim"], dims["act_dim"], hidden, value_hidden, critic, obs_norm,
+                                   meta.get("squash", "none"))
     widths = f"hidden {hidden}" + (f" (value_hidden {value_hidden})" if value_hidden is not None else "")
     holds = ["policy.*"] + (["value.*"] if critic else []) + \
         {"robbench": ["obs_filter.*"], "sb3": ["obs_norm.*"], "none": []}[obs_norm]
@@ -301,12 +306,14 @@ def validate_agent(tensors: dict[str, torch.Tensor], meta: Any, path: str | Path
 
 def _check_conventions(meta: dict, act_dim: int, bad, shown, positive_int) -> tuple[list[int] | None, bool, str]:
     """The optional convention keys of an agent's metadata (absent: robbench's own agent):
-    `activation`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip` / `action_low` / `action_high`.
-    Returns (value_hidden or None, has a critic, obs_norm convention)."""
-    from robbench.policy import ACTIVATIONS
+    `activation`, `squash`, `value_hidden`, `has_critic`, `obs_norm`, `action_clip` / `action_low` /
+    `action_high`. Returns (value_hidden or None, has a critic, obs_norm convention)."""
+    from robbench.policy import ACTIVATIONS, SQUASHES
 
     if "activation" in meta and meta["activation"] not in ACTIVATIONS:
         raise bad(f"metadata 'activation' must be one of {', '.join(ACTIVATIONS)}, got {shown(meta['activation'])}")
+    if "squash" in meta and meta["squash"] not in SQUASHES:
+        raise bad(f"metadata 'squash' must be one of {', '.join(SQUASHES)}, got {shown(meta['squash'])}")
     value_hidden = meta.get("value_hidden")
     if "value_hidden" in meta and (not isinstance(value_hidden, list)
                                    or not all(positive_int(h) for h in value_hidden)):
@@ -358,7 +365,8 @@ def load_agent_file(path: str | Path, expected_env: str | None = None) -> Agent:
     validate_agent(tensors, meta, path)
     activation = meta.get("activation", "tanh")
     try:
-        policy = GaussianPolicy(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), 1.0, activation)
+        policy = GaussianPolicy(meta["obs_dim"], meta["act_dim"], tuple(meta["hidden"]), 1.0, activation,
+                                meta.get("squash", "none"))
         policy.load_state_dict(_strip(tensors, "policy."))
         if meta.get("has_critic", True):
             value = ValueNet(meta["obs_dim"], tuple(meta.get("value_hidden", meta["hidden"])), activation)

@@ -65,14 +65,33 @@ def linear_tanh_layers(seq: nn.Module) -> list[nn.Linear]:
     return mods[::2]
 
 
+SQUASHES = ("none", "tanh")
+"""How μ(s) leaves the MLP: as it is (robbench's own policies, SB3 PPO), or "tanh": squashed into
+(−1, 1) then mapped affinely onto the action box (SB3 SAC / TD3 actors, squashed torch policies)."""
+
+
 class GaussianPolicy(nn.Module):
-    """μ(s) from an MLP (not squashed) and a state-independent learned log σ."""
+    """μ(s) from an MLP and a state-independent learned log σ.
+
+    `squash` "tanh" appends Tanh and a Linear(act_dim, act_dim) to `mean_net`: μ = W·tanh(z) + b, W
+    and b the action box's half-widths (diagonal) and centre, set by whoever builds the policy (the
+    importer) and saved with it. The Sequential still alternates Linear and activation, so every
+    consumer of `mean_net` (attacks, auto-LiRPA certification, the tanh-only fast paths) sees the
+    squashed mean as one more layer."""
 
     def __init__(self, obs_dim: int, act_dim: int, hidden=(64, 64), initial_std: float = 1.0,
-                 activation: str = "tanh"):
+                 activation: str = "tanh", squash: str = "none"):
         super().__init__()
-        self.activation = activation
+        if squash not in SQUASHES:
+            raise unknown("squash", squash, SQUASHES)
+        self.activation, self.squash = activation, squash
         self.mean_net = mlp(obs_dim, act_dim, hidden, out_gain=0.01, activation=activation)
+        if squash == "tanh":
+            box = nn.Linear(act_dim, act_dim)
+            with torch.no_grad():
+                box.weight.copy_(torch.eye(act_dim))
+                box.bias.zero_()
+            self.mean_net.extend([nn.Tanh(), box])
         self.log_std = nn.Parameter(torch.full((act_dim,), math.log(initial_std)))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

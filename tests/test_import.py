@@ -176,6 +176,90 @@ def test_relu_256_network_imports_evaluates_certifies_and_reports(tmp_path):
     assert report.exit_code == 0 and aid in report.output
 
 
+@pytest.mark.parametrize("algo", ["SAC", "TD3"])
+def test_sb3_sac_and_td3_actors_match_sb3_predict_and_are_attacked_and_certified(tmp_path, algo):
+    """The deterministic actor of an SB3 SAC / TD3 (ReLU by default, tanh-squashed onto the box, no V
+    critic) imports with actions equal to SB3's predict(deterministic=True); attacks reach it
+    through the squash, critic attacks are skipped, and auto-LiRPA certifies it."""
+    sb3 = pytest.importorskip("stable_baselines3")
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    venv = VecNormalize(DummyVecEnv([lambda: gym.make("Hopper-v5")]), norm_reward=False)
+    model = getattr(sb3, algo)("MlpPolicy", venv, learning_starts=64, batch_size=32, seed=0, device="cpu",
+                               policy_kwargs=dict(net_arch=[48, 32]))
+    model.learn(96)  # some gradient steps: weights and VecNormalize statistics away from their start
+    model.save(tmp_path / f"{algo}.zip")
+    venv.save(str(tmp_path / "vecnormalize.pkl"))
+    home = tmp_path / "home"
+    result = cli("import", tmp_path / f"{algo}.zip", "--env", "hopper", "--vecnormalize",
+                 tmp_path / "vecnormalize.pkl", "--home", home)
+    aid = imported_id(result)
+    assert "tanh-squashed onto the action box" in result.output and "σ: 0.1" in result.output
+    agent = robbench.load_agent(aid, home=str(home))
+    assert agent.meta["squash"] == "tanh" and agent.meta["activation"] == "relu" and agent.meta["hidden"] == [48, 32]
+    assert agent.meta["has_critic"] is False and "holds no state-independent σ" in agent.meta["sigma_source"]
+    assert [type(m) for m in agent.policy.mean_net][-3:] == [nn.Linear, nn.Tanh, nn.Linear]
+
+    loaded = getattr(sb3, algo).load(tmp_path / f"{algo}.zip", device="cpu")
+    vec = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), DummyVecEnv([lambda: gym.make("Hopper-v5")]))
+    obs = raw_observations()
+    expected, _ = loaded.predict(vec.normalize_obs(obs), deterministic=True)
+    np.testing.assert_allclose(agent.predict(obs), expected, rtol=0, atol=1e-5)
+
+    result = cli("evaluate", "--agents", aid, "--attacks", "none,mad,critic", "--episodes", 2, "--workers", 1,
+                 "--home", home)
+    assert result.exit_code == 0, result.output
+    assert "skipped: attack 'critic' needs a critic" in result.output
+    with ResultsStore(home) as store:
+        cells = {c["attack"]: c for c in store.cells() if c["agent_id"] == aid}
+    assert set(cells) == {"none", "mad"}
+    assert cells["mad"]["info"]["max_action_change"] > 0  # the gradient went through the tanh
+    result = cli("certify", "--agents", aid, "--method", "crown", "--states", 8, "--home", home)
+    assert result.exit_code == 0, result.output
+    with ResultsStore(home) as store:
+        (cert,) = [c for c in store.certificates() if c["agent_id"] == aid]
+    assert 0 < cert["mean_dev"] <= cert["max_dev"] <= 2.0  # a squashed action moves at most the box width
+    assert cert["soundness_checked_points"] > 0
+
+
+def test_tanh_squash_maps_onto_a_box_other_than_the_unit_one(tmp_path):
+    """`squash: tanh` in a torch spec: the action is low + (tanh(z) + 1)/2 · (high − low) on the env's
+    own box (Humanoid's is ±0.4), and a saved agent loads back to the same function."""
+    import gymnasium as gym
+
+    env = gym.make("Humanoid-v5")
+    obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    low, high = env.action_space.low.astype(np.float64), env.action_space.high.astype(np.float64)
+    obs = np.stack([env.reset(seed=i)[0] for i in range(20)])
+    env.close()
+    seq = sequential([obs_dim, 16, act_dim], act=nn.Tanh, out_bias=2.0)  # saturate some dimensions
+    tensors = {f"actor.{k}": v.detach().contiguous() for k, v in seq.state_dict().items()}
+    save_file({**tensors, "log_std": torch.zeros(act_dim)}, tmp_path / "squashed.safetensors")
+    (tmp_path / "squashed.json").write_text(json.dumps({"hidden": [16], "activation": "tanh", "squash": "tanh",
+                                                          "action_clip": False}))
+    home = tmp_path / "home"
+    aid = imported_id(cli("import", tmp_path / "squashed.safetensors", "--env", "humanoid", "--raw-obs",
+                          "--home", home))
+    agent = robbench.load_agent(aid, home=str(home))
+    with torch.no_grad():
+        z = seq(torch.from_numpy(obs).float()).double().numpy()
+    expected = low + (np.tanh(z) + 1) / 2 * (high - low)
+    got = agent.predict(obs)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
+    assert got.max() > 0.39 and np.all(np.abs(got) <= 0.4 + 1e-6)  # saturated near the box edge, never past it
+    save_agent(agent, tmp_path / "again.safetensors")
+    np.testing.assert_allclose(load_agent_file(tmp_path / "again.safetensors").predict(obs), got, rtol=0, atol=0)
+    agent.meta["squash"] = "sigmoid"  # a file claiming a squash robbench does not build
+    save_agent(agent, tmp_path / "odd.safetensors")
+    with pytest.raises(RobbenchError, match="metadata 'squash' must be one of none, tanh"):
+        load_agent_file(tmp_path / "odd.safetensors")
+    agent.meta["squash"] = "none"  # the box layer's tensors without the squash that explains them
+    save_agent(agent, tmp_path / "stray.safetensors")
+    with pytest.raises(RobbenchError, match=r"unexpected tensor 'policy\.mean_net\.4\.(weight|bias)'"):
+        load_agent_file(tmp_path / "stray.safetensors")
+
+
 # ------------------------------------------------------------------------------ VecNormalize
 class _System:
     def __init__(self, command):
@@ -399,13 +483,15 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
     short, _, _ = stats_npz(tmp_path / "short.npz")
     np.savez(short, mean=np.zeros(5), var=np.ones(5))
     gsde = {**sd, "log_std": torch.zeros(64, ACT)}
-    sac = {"actor.latent_pi.0.weight": torch.zeros(64, OBS), "actor.mu.weight": torch.zeros(ACT, 64)}
+    sac = {"actor.latent_pi.0.weight": torch.zeros(64, OBS), "actor.latent_pi.0.bias": torch.zeros(64),
+           "actor.mu.weight": torch.zeros(ACT, 64)}  # no actor.mu.bias
+    dqn = {"q_net.q_net.0.weight": torch.zeros(64, OBS)}
     layernorm = {**sd, "mlp_extractor.policy_net.1.weight": torch.ones(64)}
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "not_a_zip.zip").write_bytes(b"garbage")
     weights, _ = torch_agent(tmp_path, name="t")
-    (tmp_path / "tanh_squash.json").write_text(json.dumps({"hidden": [32, 16], "activation": "tanh",
-                                                            "squash": "tanh", "action_clip": True}))
+    (tmp_path / "sigmoid_squash.json").write_text(json.dumps({"hidden": [32, 16], "activation": "tanh",
+                                                               "squash": "sigmoid", "action_clip": True}))
     return {
         "missing file": (["import", tmp_path / "nope.zip", "--env", "hopper", "--raw-obs"],
                          ("agent file", "nope.zip", "does not exist")),
@@ -428,12 +514,14 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
         "not a zip": (["import", tmp_path / "not_a_zip.zip", "--env", "hopper", "--raw-obs"], ("is not a zip file",)),
         "gSDE": (["import", sb3_zip(tmp_path / "gsde.zip", gsde), "--env", "hopper", "--raw-obs"],
                  ("state-independent log σ",)),
-        "SAC": (["import", sb3_zip(tmp_path / "sac.zip", sac), "--env", "hopper", "--raw-obs"],
-                ("off-policy", "PPO / A2C")),
+        "SAC without its head": (["import", sb3_zip(tmp_path / "sac.zip", sac), "--env", "hopper", "--raw-obs"],
+                                 ("SAC actor lacks actor.mu",)),
+        "DQN": (["import", sb3_zip(tmp_path / "dqn.zip", dqn), "--env", "hopper", "--raw-obs"],
+                ("DQN-family", "SAC")),
         "LayerNorm": (["import", sb3_zip(tmp_path / "ln.zip", layernorm), "--env", "hopper", "--raw-obs"],
                       ("not Linear layers",)),
-        "tanh squashing": (["import", weights, "--env", "hopper", "--format", "torch", "--spec",
-                            tmp_path / "tanh_squash.json", "--raw-obs"], ("squash 'tanh' is not supported",)),
+        "sigmoid squashing": (["import", weights, "--env", "hopper", "--format", "torch", "--spec",
+                               tmp_path / "sigmoid_squash.json", "--raw-obs"], ("squash 'sigmoid' is not supported",)),
         "name of a trainer": (["import", good, "--env", "hopper", "--raw-obs", "--name", "barppo"],
                               ("is a robbench trainer",)),
         "bad name": (["import", good, "--env", "hopper", "--raw-obs", "--name", "a/b"], ("--name 'a/b' must be",)),
@@ -444,7 +532,8 @@ def _bad_cases(tmp_path: Path) -> dict[str, tuple[list, tuple[str, ...]]]:
 
 CASES = ["missing file", "missing --env", "unknown env", "wrong env dims", "stats of the wrong env", "unknown format",
          "format not from the name", "unknown activation", "no observation normalisation", "two normalisations",
-         "not a zip", "gSDE", "SAC", "LayerNorm", "tanh squashing", "name of a trainer", "bad name",
+         "not a zip", "gSDE", "SAC without its head", "DQN", "LayerNorm", "sigmoid squashing", "name of a trainer",
+         "bad name",
          "obs stats not npz/json"]
 
 

@@ -83,6 +83,22 @@ def test_an_exported_mlp_acts_as_onnxruntime_runs_it(tmp_path, act, clip):
     np.testing.assert_allclose(agent.predict(obs), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh])
+def test_a_final_tanh_is_a_squash_and_is_never_dropped(tmp_path, act):
+    """A TD3-style actor (…, Linear, Tanh): with tanh hidden layers too, the last Tanh must not be
+    taken for one more hidden activation and lost."""
+    seq = nn.Sequential(*sequential([OBS, 24, 16, ACT], act=act, out_bias=3.0), nn.Tanh())
+    path = export(seq, tmp_path / "td3.onnx", spec={"log_std": LOG_STD})
+    home = tmp_path / "home"
+    aid = imported_id(cli("import", path, "--env", "hopper", "--raw-obs", "--home", home))
+    agent = robbench.load_agent(aid, home=str(home))
+    assert agent.meta["squash"] == "tanh" and agent.meta["hidden"] == [24, 16]
+    obs = raw_observations(60)
+    expected = run_onnx(path, obs)[0]
+    assert (np.abs(expected) > 0.99).any()  # saturated: a dropped tanh (outputs near 3) would be far off
+    np.testing.assert_allclose(agent.predict(obs), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_matmul_add_graph_and_a_value_output_become_policy_and_critic(tmp_path):
     actor = MatMulMLP(sequential([OBS, 16, 16, ACT], act=nn.ReLU, seed=1))
     critic = sequential([OBS, 16, 1], act=nn.ReLU, seed=2)
@@ -119,6 +135,8 @@ class Mixed(nn.Module):
     (lambda: nn.Sequential(nn.Linear(OBS, 8), Sigmoid(), nn.Linear(8, ACT)), {"log_std": LOG_STD},
      ["operator 'Sigmoid' is not supported"]),
     (lambda: Mixed(), {"log_std": LOG_STD}, ["different activations"]),
+    (lambda: nn.Sequential(nn.Linear(OBS, 8), nn.Tanh(), nn.Linear(8, ACT), nn.ReLU()), {"log_std": LOG_STD},
+     ["relu after the last layer"]),
     (lambda: Clipped(sequential([OBS, 8, ACT]), -0.5, 0.5), {"log_std": LOG_STD}, ["not the action box"]),
     (lambda: sequential([OBS, 8, ACT]), None, ["deterministic action only", "--spec"]),
     (lambda: sequential([OBS, 8, ACT]), {"log_std": [0.0]}, ["shape (1,)"]),

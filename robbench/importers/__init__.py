@@ -1,6 +1,6 @@
 """Bring your own agent: import a policy trained elsewhere into a results home (docs/bring-your-own-agent.md).
 
-    robbench import ppo_hopper.zip --env hopper --vecnormalize vecnormalize.pkl      # SB3 PPO / A2C
+    robbench import ppo_hopper.zip --env hopper --vecnormalize vecnormalize.pkl      # SB3 PPO / A2C / SAC / TD3
     robbench import agent.cleanrl_model --env hopper --obs-stats stats.npz           # CleanRL
     robbench import weights.safetensors --env hopper --format torch --spec arch.json --raw-obs
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from robbench.errors import RobbenchError, unknown
 from robbench.importers.cleanrl import read_cleanrl
@@ -101,11 +102,25 @@ def build_agent(net: Network, stats: ObsStats, env: str, meta: dict[str, Any]):
             "has_critic": net.critic is not None, "obs_norm": stats.meta(), "action_clip": net.action_clip}
     if net.critic is not None:
         meta["value_hidden"] = net.value_hidden
-    if net.action_clip:
+    if net.action_clip or net.squash == "tanh":
         meta.update(action_low=low, action_high=high)
-    policy = GaussianPolicy(obs_dim, act_dim, tuple(net.hidden), 1.0, net.activation)
+    if net.squash == "tanh":
+        if not all(np.isfinite(low + high)):
+            raise RobbenchError(f"env {env!r} has an unbounded action box: a tanh-squashed policy cannot be mapped onto it")
+        meta["squash"] = "tanh"
+    if net.sigma_source:
+        meta["sigma_source"] = net.sigma_source
+    policy = GaussianPolicy(obs_dim, act_dim, tuple(net.hidden), 1.0, net.activation, net.squash)
     state = {f"mean_net.{2 * i}.{kind}": t.detach().float().clone()
              for i, (w, b) in enumerate(net.actor) for kind, t in (("weight", w), ("bias", b))}
+    if net.squash == "tanh":  # SB3's unscale_action: low + (a + 1)/2 · (high − low)
+        lo, hi = torch.tensor(low, dtype=torch.float32), torch.tensor(high, dtype=torch.float32)
+        if not net.squash_onto_box and not (bool((lo == -1).all()) and bool((hi == 1).all())):
+            raise RobbenchError(f"the graph's tanh output is its action, but env {env!r} has the action box "
+                                f"[{min(low):g}, {max(high):g}], not [-1, 1]: export the scaling too, or import "
+                                "the weights with --format torch (squash: tanh maps onto the box)")
+        box = 2 * len(net.actor)
+        state.update({f"mean_net.{box}.weight": torch.diag((hi - lo) / 2), f"mean_net.{box}.bias": (hi + lo) / 2})
     policy.load_state_dict({**state, "log_std": net.log_std.detach().float().clone()})
     if net.critic is not None:
         value = ValueNet(obs_dim, tuple(net.value_hidden), net.activation)
@@ -133,8 +148,9 @@ class Imported:
 
     def summary(self) -> str:
         clip = "clipped to the action box" if self.network.action_clip else "the mean, unclipped"
+        sigma = f"; σ: {self.network.sigma_source}" if self.network.sigma_source else ""
         return (f"{self.network.describe()} (activation: {self.network.activation_source}); observations: "
-                f"{self.stats.describe()}; actions: {clip}")
+                f"{self.stats.describe()}; actions: {clip}{sigma}")
 
 
 def default_name(path: str | Path, fmt: str) -> str:

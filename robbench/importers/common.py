@@ -33,6 +33,9 @@ class Network:
     activation_source: str
     action_clip: bool
     info: dict[str, Any] = field(default_factory=dict)  # steps, gamma, versions: provenance only
+    squash: str = "none"  # "tanh": μ = box centre + half-width · tanh(last layer) (SAC, TD3)
+    squash_onto_box: bool = True  # False: tanh's output is the action itself (an ONNX graph ending in Tanh)
+    sigma_source: str = ""  # where log σ came from, when the model holds no state-independent one
 
     @property
     def obs_dim(self) -> int:
@@ -52,7 +55,8 @@ class Network:
 
     def describe(self) -> str:
         widths = "-".join(map(str, self.hidden)) or "linear"
-        return f"{self.activation} {widths}" + (", critic" if self.critic is not None else ", no critic")
+        return (f"{self.activation} {widths}" + (", tanh-squashed onto the action box" if self.squash == "tanh" else "")
+                + (", critic" if self.critic is not None else ", no critic"))
 
 
 def _file(path: str | Path, what: str) -> Path:

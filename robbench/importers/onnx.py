@@ -11,10 +11,13 @@ What is read (the operators `torch.onnx.export` and tf2onnx write for an MLP):
   followed by `Add` of a constant bias (or no `Add`: zero bias);
 - one activation between layers, the same everywhere: `Tanh`, `Relu`, `Elu` (α = 1);
 - `Identity`, and `Flatten` of the (batch, obs) input, which change nothing;
+- a final `Tanh` after the last layer: a tanh-squashed actor (TD3's, SAC's deterministic action);
+  the graph's output is the action, so it imports only for an env whose action box is [−1, 1];
 - a final `Clip` to the env's action box [−1, 1]: the agent clips its actions (recorded as its
   action-clip convention, SB3's and CleanRL's); any other clip is refused.
-Anything else (normalisation inside the graph, squashing, convolutions, branches) is refused with
-one line naming the operator: robbench would otherwise evaluate a different function than the file.
+Anything else (normalisation inside the graph, scaling after the squash, convolutions, branches) is
+refused with one line naming the operator: robbench would otherwise evaluate a different function
+than the file.
 
 An exported policy carries its deterministic action only. Its log σ (used by the stochastic
 protocol, robust Sarsa's exploration and certification's σ-scaled bounds) is never guessed: it comes
@@ -94,8 +97,10 @@ class _Graph:
                                 f"{name!r} where a constant weight was expected")
         return np.asarray(self.consts[name], dtype=np.float64)
 
-    def chain(self, output: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], set[str], tuple[float, float] | None]:
-        """Walk back from `output` to the input: (Linear layers in order, activations used, final clip)."""
+    def chain(self, output: str) -> tuple[list[tuple[torch.Tensor, torch.Tensor]], set[str], tuple[float, float] | None,
+                                          bool]:
+        """Walk back from `output` to the input: (Linear layers in order, activations used between
+        them, final clip, whether the last layer is followed by a Tanh squash)."""
         ops: list[Any] = []
         name = output
         while name != self.inputs[0]:
@@ -111,7 +116,7 @@ class _Graph:
             name = computed[0]
         ops.reverse()
         layers: list[tuple[torch.Tensor, torch.Tensor]] = []
-        acts: set[str] = set()
+        acts: list[tuple[int, str]] = []  # (layers before it, activation)
         clip: tuple[float, float] | None = None
         i = 0
         while i < len(ops):
@@ -141,7 +146,10 @@ class _Graph:
                     raise RobbenchError(f"{self.where}: an activation before the first layer is not supported")
                 if op == "Elu" and abs(float(self.attrs(node).get("alpha", 1.0)) - 1.0) > 1e-12:
                     raise RobbenchError(f"{self.where}: Elu with α ≠ 1 is not supported")
-                acts.add(ACTIVATIONS[op])
+                if acts and acts[-1][0] == len(layers):
+                    raise RobbenchError(f"{self.where}: two activations in a row ({acts[-1][1]}, {ACTIVATIONS[op]}) "
+                                        "are not supported")
+                acts.append((len(layers), ACTIVATIONS[op]))
             elif op in PASS_THROUGH:
                 if op == "Flatten" and layers:
                     raise RobbenchError(f"{self.where}: Flatten between layers is not supported")
@@ -155,12 +163,17 @@ class _Graph:
             i += 1
         if not layers:
             raise RobbenchError(f"{self.where}: no layer between {self.inputs[0]!r} and {output!r}")
-        if len(acts) > 1:
-            raise RobbenchError(f"{self.where}: the layers use different activations ({', '.join(sorted(acts))}); "
+        squash = bool(acts) and acts[-1][0] == len(layers)  # an activation after the last layer
+        if squash and acts[-1][1] != "tanh":
+            raise RobbenchError(f"{self.where}: a {acts[-1][1]} after the last layer is not supported (only a "
+                                "Tanh squash of the action)")
+        between = {name for _, name in (acts[:-1] if squash else acts)}
+        if len(between) > 1:
+            raise RobbenchError(f"{self.where}: the layers use different activations ({', '.join(sorted(between))}); "
                                 "robbench's policy network uses one")
-        if len(layers) > 1 and not acts:
-            raise RobbenchError(f"{self.where}: {len(layers)} layers without an activation between them")
-        return layers, acts, clip
+        if len(layers) - 1 > len(acts) - squash:
+            raise RobbenchError(f"{self.where}: {len(layers)} layers without an activation between each of them")
+        return layers, between, clip, squash
 
     def _layer(self, w: np.ndarray, b: np.ndarray, node) -> tuple[torch.Tensor, torch.Tensor]:
         if w.ndim != 2 or b.shape != (w.shape[0],) or not (np.isfinite(w).all() and np.isfinite(b).all()):
@@ -216,7 +229,7 @@ def read_onnx(path: str | Path, spec_path: str | Path | None = None):
     output = spec.get("output") or (graph.outputs[0] if graph.outputs else None)
     if output not in graph.outputs:
         raise RobbenchError(f"{where} has no output {output!r}; its outputs: {', '.join(graph.outputs) or 'none'}")
-    actor, acts, clip = graph.chain(output)
+    actor, acts, clip, squash = graph.chain(output)
     _check_chain(actor, None, where, "policy")
     critic = None
     value_acts: set[str] = set()
@@ -224,9 +237,9 @@ def read_onnx(path: str | Path, spec_path: str | Path | None = None):
         if spec["value_output"] not in graph.outputs:
             raise RobbenchError(f"{swhere}: value_output {spec['value_output']!r} is not an output of the graph "
                                 f"({', '.join(graph.outputs)})")
-        critic, value_acts, value_clip = graph.chain(spec["value_output"])
-        if value_clip is not None:
-            raise RobbenchError(f"{where}: the value output is clipped; a critic must be an unclipped MLP")
+        critic, value_acts, value_clip, value_squash = graph.chain(spec["value_output"])
+        if value_clip is not None or value_squash:
+            raise RobbenchError(f"{where}: the value output is clipped or squashed; a critic must be a plain MLP")
         _check_chain(critic, 1, where, "value")
     used = acts | value_acts
     if len(used) > 1:
@@ -246,5 +259,7 @@ def read_onnx(path: str | Path, spec_path: str | Path | None = None):
             "action_clip_source": "Clip in the graph" if clip is not None else
             ("spec" if spec.get("action_clip") is not None else "default (none in the graph)")}
     source = "ONNX graph" if used else "none (one linear layer)"
+    if squash:
+        info["squash_source"] = "Tanh after the last layer in the graph (its output is the action)"
     return Network(actor, _log_std(log_std, int(actor[-1][0].shape[0]), swhere, "log_std"), critic, activation,
-                   source, action_clip, info)
+                   source, action_clip, info, squash="tanh" if squash else "none", squash_onto_box=False)

@@ -12,7 +12,8 @@ from robbench.importers.common import Network, _check_chain, _file, _linear_chai
 SPEC_KEYS = {
     "hidden": "list of hidden widths, e.g. [64, 64] (required)",
     "activation": "tanh, relu or elu (required)",
-    "squash": "none (tanh-squashed outputs are refused) (required)",
+    "squash": "none, or tanh: the action is low + (tanh(last layer) + 1)/2 · (high − low) on the env's box "
+              "(required)",
     "action_clip": "true if actions were clipped to the action box in training / evaluation (required)",
     "std": "state-independent (default; state-dependent is refused)",
     "actor": "prefix of the policy's Linear layers <prefix>0, <prefix>2, … (default 'actor.')",
@@ -39,9 +40,9 @@ def read_torch(path: str | Path, spec_path: str | Path | None = None) -> Network
     for key in ("hidden", "activation", "squash", "action_clip"):
         if key not in spec:
             raise RobbenchError(f"{swhere} lacks {key!r} ({SPEC_KEYS[key]})")
-    if spec["squash"] != "none":
-        raise RobbenchError(f"{swhere}: squash {spec['squash']!r} is not supported; only unsquashed Gaussian "
-                            "means (squash: none) can be imported")
+    if spec["squash"] not in ("none", "tanh"):
+        raise RobbenchError(f"{swhere}: squash {spec['squash']!r} is not supported; only none (the mean as it is) "
+                            "or tanh (squashed onto the action box)")
     if spec.get("std", "state-independent") != "state-independent":
         raise RobbenchError(f"{swhere}: std {spec.get('std')!r} is not supported; only a state-independent log σ")
     if not isinstance(spec["action_clip"], bool):
@@ -84,7 +85,7 @@ def read_torch(path: str | Path, spec_path: str | Path | None = None) -> Network
     if critic is not None:
         _check_chain(critic, 1, where, "value")
     net = Network(actor, _log_std(sd[log_std_name], int(actor[-1][0].shape[0]), where, log_std_name), critic,
-                  activation, "architecture spec", spec["action_clip"])
+                  activation, "architecture spec", spec["action_clip"], squash=spec["squash"])
     for key, have in (("hidden", net.hidden), ("critic_hidden", net.value_hidden)):
         if key in spec and spec[key] != have:
             raise RobbenchError(f"{swhere}: {key} {spec[key]!r} does not match the tensors, which have {have!r}")
