@@ -30,6 +30,9 @@ FORMAT = "robbench-entry"
 VERSION = 1
 MAX_ENTRY_BYTES = 64 << 20  # 50 episodes × ~40 cells is ~100 kB; far larger is not an entry
 AGENT_KEYS = ("agent_id", "method", "env", "seed", "preset", "budget", "steps", "sha256")
+CONVENTION_KEYS = ("obs_norm", "action_clip", "activation", "squash", "hidden", "value_hidden", "has_critic",
+                   "action_low", "action_high", "sigma_source")
+"""The agent metadata that says how it sees and acts (docs/bring-your-own-agent.md), carried by an entry."""
 CELL_KEYS = ("cell_key", "attack", "attack_config", "protocol", "eps", "episodes", "mean", "std", "min", "max",
              "env_steps", "wall_s", "info", "returns")
 CERT_KEYS = ("agent_id", "agent_sha256", "method", "eps", "states", "threshold", "mean_dev", "max_dev",
@@ -64,8 +67,8 @@ def entry_of(store, agent_id: str) -> dict[str, Any]:
         "suite": get_suite().id,
         "agent": {**{k: getattr(rec, k) for k in AGENT_KEYS},
                   "provenance": meta.get("provenance", {}),
-                  "conventions": {k: meta[k] for k in ("obs_norm", "action_clip", "activation", "hidden", "has_critic",
-                                                       "action_low", "action_high") if k in meta}},
+                  "conventions": {k: meta[k] for k in CONVENTION_KEYS if k in meta},
+                  "config": meta.get("config") or {}},
         "cells": cells, "certificates": certs,
     }
 
@@ -166,16 +169,18 @@ def read_entry(path: str | Path) -> Submission:
         raise c.fail(f"agent.sha256 must be 64 hex digits, got {sha!r}")
     provenance = a.get("provenance", {})
     conventions = a.get("conventions", {})
-    if not isinstance(provenance, dict) or not isinstance(conventions, dict):
-        raise c.fail("agent.provenance and agent.conventions must be objects")
+    config = a.get("config", {})  # the training config (absent in entries written before it was carried)
+    if not isinstance(provenance, dict) or not isinstance(conventions, dict) or not isinstance(config, dict):
+        raise c.fail("agent.provenance, agent.conventions and agent.config must be objects")
     expected = f"{env}/{a['method']}/{a['preset']}/{a['seed']}"
     if agent_id != expected:
         raise c.fail(f"agent.agent_id {agent_id!r} is not <env>/<method>/<preset>/<seed> of its fields ({expected!r})")
     agent = AgentRecord(
         agent_id, c.str_(a["method"], "agent.method"), env, c.int_(a["seed"], "agent.seed"),
         c.str_(a["preset"], "agent.preset"), c.str_(a["budget"], "agent.budget"), c.int_(a["steps"], "agent.steps"),
-        path.resolve(), sha, {**conventions, "provenance": provenance, "submitted": {"file": path.name, "suite": data.get("suite"),
-                                                                     "created": data.get("created")}})
+        path.resolve(), sha, {**{k: conventions[k] for k in CONVENTION_KEYS if k in conventions}, "config": config,
+                              "provenance": provenance,
+                              "submitted": {"file": path.name, "suite": data.get("suite"), "created": data.get("created")}})
     if not isinstance(data["cells"], list) or not data["cells"]:
         raise c.fail("cells must be a non-empty list")
     cells, episodes = [], {}
