@@ -5,7 +5,7 @@
     methods = ["ppo", "barppo"]
     seeds = "0-2"                 # or [0, 1, 2], or 0
     preset = "quick"              # training budget: paper, quick or smoke
-    attacks = ["none", "random", "mad", "sa_rl"]   # or "all"
+    attacks = ["none", "random", "mad", "sa_rl"]   # or "all", or "standard" (the suite boards rank by)
     episodes = 50
     certify = ["crown"]           # optional
     [attack_params.sa_rl]
@@ -35,7 +35,8 @@ GRID_KEYS = {
     "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
     "preset": "training preset", "steps": "env steps per training run", "num_envs": "env copies per trainer",
     "trainer_params": "table: method -> settings", "agents": "list of stored agent ids",
-    "attacks": "list of attack names or 'all'", "attack_params": "table: attack -> settings",
+    "attacks": "list of attack names, 'all', or 'standard' / 'standard-vN' (a standard suite with its settings)",
+    "attack_params": "table: attack -> settings",
     "episodes": "episodes per cell", "eps": "ε override", "certify": "list of bound methods",
     "certify_states": "states per certificate", "certify_threshold": "action-deviation threshold",
 }
@@ -256,13 +257,22 @@ def _parse_grid(raw: Any, name: str) -> Grid:
     grid.trainer_params = table("trainer_params", trainers())
     grid.agents = names("agents")
     table_attacks = attacks()
-    grid.attacks = names("attacks", allow_all=True)
+    suite_params: dict[str, dict] = {}
+    selector = raw.get("attacks")
+    if isinstance(selector, str) and selector.startswith("standard"):  # a versioned standard suite
+        from robbench.plan import select_attacks
+
+        grid.attacks, suite_params = select_attacks(selector)
+    else:
+        grid.attacks = names("attacks", allow_all=True)
     if grid.attacks == ["all"]:
         grid.attacks = list(table_attacks)
     for a in grid.attacks:
         if a not in table_attacks:
             raise unknown("attack", a, table_attacks)
-    grid.attack_params = table("attack_params", table_attacks)
+    overrides = table("attack_params", table_attacks)  # laid over a suite's own settings (its cells then leave it)
+    grid.attack_params = {a: {**suite_params.get(a, {}), **overrides.get(a, {})}
+                          for a in dict.fromkeys([*suite_params, *overrides])}
     grid.episodes = integer("episodes", DEFAULT_EPISODES)
     if raw.get("eps") is not None:
         grid.eps = validate_eps(raw["eps"], "eps")

@@ -297,3 +297,24 @@ def test_demo_refuses_a_misspelt_method_and_lists_the_valid_ones(tmp_path):
     line = one_line_error(result)
     assert "'ppoo'" in line and all(name in line for name in trainers()), line
     assert not (home / "agents").exists()  # nothing was trained before the typo was caught
+
+
+def test_a_grid_of_the_standard_suite_plans_the_cells_evaluate_plans(store):
+    """`attacks = "standard"` in a grid: the same fit and evaluation jobs as `robbench evaluate
+    --attacks standard` (so grid cells are suite cells, and a grid resumes what evaluate began);
+    attack_params are laid over the suite's settings."""
+    from robbench.grid import count_jobs, grid_jobs, parse_grid
+    from robbench.plan import plan_attacks
+    from robbench.suite import get_suite
+
+    aid = "hopper/ppo/smoke/0"
+    grid = parse_grid({"agents": [aid], "attacks": "standard"}, "g.toml")
+    jobs = grid_jobs(grid, store)
+    assert count_jobs(grid) == len({j.key for j in jobs})
+    planned = plan_attacks(store, aid, "standard").jobs
+    assert {j.key for j in jobs} == {j.key for j in planned}
+    assert {j.typed.attack for j in jobs if j.kind == "evaluate"} == set(get_suite().attacks)
+    tuned = parse_grid({"agents": [aid], "attacks": "standard", "attack_params": {"ars_director": {"iterations": 2}}},
+                       "g.toml")
+    assert tuned.attack_params["ars_director"]["iterations"] == 2
+    assert tuned.attack_params["ars_director"]["search_seed"] == grid.attack_params["ars_director"]["search_seed"]
