@@ -260,6 +260,58 @@ def test_tanh_squash_maps_onto_a_box_other_than_the_unit_one(tmp_path):
         load_agent_file(tmp_path / "stray.safetensors")
 
 
+class _CleanRLActor(nn.Module):
+    """CleanRL's td3_continuous_action / sac_continuous_action Actor, as those scripts write it."""
+
+    def __init__(self, sac: bool, low: np.ndarray, high: np.ndarray, obs_dim: int = OBS, act_dim: int = ACT):
+        super().__init__()
+        torch.manual_seed(3)
+        self.sac = sac
+        self.fc1, self.fc2 = nn.Linear(obs_dim, 32), nn.Linear(32, 24)
+        self.head = nn.Linear(24, act_dim)
+        with torch.no_grad():
+            self.head.bias.add_(1.5)  # saturate some dimensions
+        if sac:
+            self.fc_logstd = nn.Linear(24, act_dim)
+        self.register_buffer("action_scale", torch.tensor((high - low) / 2, dtype=torch.float32))
+        self.register_buffer("action_bias", torch.tensor((high + low) / 2, dtype=torch.float32))
+
+    def forward(self, x):
+        x = torch.relu(self.fc2(torch.relu(self.fc1(x))))
+        return torch.tanh(self.head(x)) * self.action_scale + self.action_bias
+
+    def cleanrl_state_dict(self):
+        sd = self.state_dict()
+        return {k.replace("head.", "fc_mean." if self.sac else "fc_mu."): v for k, v in sd.items()}
+
+
+@pytest.mark.parametrize("algo", ["td3", "sac"])
+def test_cleanrl_td3_and_sac_actors_reproduce_their_forward(tmp_path, algo):
+    """CleanRL's TD3 saves (actor, qf1, qf2) state dicts in one file; SAC's actor has fc_mean and a
+    state-dependent fc_logstd. The imported deterministic action equals the script's forward, and an
+    actor whose action_scale / action_bias are not the env's box is refused."""
+    low, high = -np.ones(ACT), np.ones(ACT)
+    actor = _CleanRLActor(algo == "sac", low, high)
+    qf = {"fc1.weight": torch.zeros(8, OBS + ACT), "fc1.bias": torch.zeros(8)}
+    saved = (actor.cleanrl_state_dict(), qf, qf) if algo == "td3" else actor.cleanrl_state_dict()
+    torch.save(saved, tmp_path / f"{algo}.cleanrl_model")
+    home = tmp_path / "home"
+    result = cli("import", tmp_path / f"{algo}.cleanrl_model", "--env", "hopper", "--raw-obs", "--home", home)
+    aid = imported_id(result)
+    assert "F.relu" in result.output and "tanh-squashed" in result.output
+    agent = robbench.load_agent(aid, home=str(home))
+    assert agent.meta["squash"] == "tanh" and not agent.meta["has_critic"] and agent.meta["hidden"] == [32, 24]
+    obs = raw_observations(80)
+    with torch.no_grad():
+        expected = actor(torch.from_numpy(obs).float()).numpy()
+    assert (np.abs(expected) > 0.95).any()
+    np.testing.assert_allclose(agent.predict(obs), expected, rtol=0, atol=1e-5)
+    other = _CleanRLActor(algo == "sac", -2 * np.ones(ACT), 2 * np.ones(ACT))
+    torch.save(other.cleanrl_state_dict(), tmp_path / "wide.cleanrl_model")
+    one_line_error(cli("import", tmp_path / "wide.cleanrl_model", "--env", "hopper", "--raw-obs", "--home", home),
+                   "not env 'hopper''s action box")
+
+
 # ------------------------------------------------------------------------------ VecNormalize
 class _System:
     def __init__(self, command):

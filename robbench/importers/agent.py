@@ -119,6 +119,11 @@ def build_agent(net: Network, stats: ObsStats, env: str, meta: dict[str, Any]):
             raise RobbenchError(f"the graph's tanh output is its action, but env {env!r} has the action box "
                                 f"[{min(low):g}, {max(high):g}], not [-1, 1]: export the scaling too, or import "
                                 "the weights with --format torch (squash: tanh maps onto the box)")
+        if net.squash_box is not None:  # the file's own map (CleanRL's action_scale / action_bias buffers)
+            scale, bias = (torch.tensor(v, dtype=torch.float32) for v in net.squash_box)
+            if not (torch.allclose(scale, (hi - lo) / 2, atol=1e-6) and torch.allclose(bias, (hi + lo) / 2, atol=1e-6)):
+                raise RobbenchError(f"the actor maps its tanh onto the box with scale {net.squash_box[0]} and bias "
+                                    f"{net.squash_box[1]}, which is not env {env!r}'s action box (wrong --env?)")
         box = 2 * len(net.actor)
         state.update({f"mean_net.{box}.weight": torch.diag((hi - lo) / 2), f"mean_net.{box}.bias": (hi + lo) / 2})
     policy.load_state_dict({**state, "log_std": net.log_std.detach().float().clone()})

@@ -35,6 +35,7 @@ class Network:
     info: dict[str, Any] = field(default_factory=dict)  # steps, gamma, versions: provenance only
     squash: str = "none"  # "tanh": μ = box centre + half-width · tanh(last layer) (SAC, TD3)
     squash_onto_box: bool = True  # False: tanh's output is the action itself (an ONNX graph ending in Tanh)
+    squash_box: tuple[list[float], list[float]] | None = None  # (scale, bias) the file itself maps tanh with
     sigma_source: str = ""  # where log σ came from, when the model holds no state-independent one
 
     @property
@@ -71,14 +72,18 @@ def _file(path: str | Path, what: str) -> Path:
     return path
 
 
-def _torch_state_dict(data: bytes, where: str) -> dict[str, torch.Tensor]:
-    """A state dict from torch.save bytes, read with weights_only=True (no code runs)."""
+def _torch_state_dict(data: bytes, where: str, first_of_tuple: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict from torch.save bytes, read with weights_only=True (no code runs).
+    `first_of_tuple`: a tuple / list of state dicts gives its first (CleanRL's TD3 and DDPG save
+    (actor, qf1, qf2) state dicts together)."""
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as exc:  # UnpicklingError with a many-line explanation, a zip error, ...
         first = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise RobbenchError(f"{where} is not a plain tensor state dict (torch.load with weights_only=True "
                             f"refused it: {first[:200]})") from None
+    if first_of_tuple and isinstance(obj, (tuple, list)) and obj:
+        obj = obj[0]
     if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise RobbenchError(f"{where} does not hold a state dict (name -> tensor), got a {type(obj).__name__}")
     return dict(obj)
