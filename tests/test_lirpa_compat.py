@@ -303,9 +303,10 @@ def test_scalar_eps_matches_per_row_eps(model_and_bmodel):
         b = lc.bounds(bm, x, torch.full((6,), 0.1), method)
         torch.testing.assert_close(a[0], b[0])
         torch.testing.assert_close(a[1], b[1])
-        # a row's bound does not depend on the other rows of the batch
+        # a row's bound does not depend on the other rows of the batch (up to float32 rounding, which
+        # does: BLAS sums a batch of 6 and a batch of 1 in different orders; saturated bounds reach ~20)
         c = lc.bounds(bm, x[2:3], 0.1, method)
-        torch.testing.assert_close(a[0][2:3], c[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(a[0][2:3], c[0], atol=1e-4, rtol=1e-4)
 
 
 def test_eps_zero_is_exact(model_and_bmodel):
