@@ -44,12 +44,35 @@ def _version(dist: str) -> str:
 
 
 @functools.cache
+def cpu_signature() -> str:
+    """The CPU as far as float results go: torch's kernel capability (AVX2, AVX512, …) and a digest of
+    the CPU's feature flags. Two machines with the same software but other CPU features can differ in
+    the last float bits (MKL and MuJoCo pick kernels by feature), which contact dynamics amplify."""
+    import hashlib
+
+    try:
+        import torch
+
+        simd = torch.backends.cpu.get_cpu_capability()
+    except Exception:  # pragma: no cover - torch is a dependency
+        simd = "?"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line.split(":", 1)[1] for line in f if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = platform.processor()
+    digest = hashlib.sha256(" ".join(sorted(flags.split())).encode()).hexdigest()[:8]
+    return f"{simd} cpu-{digest}"
+
+
 def machine() -> dict[str, str]:
     import os
 
     return {
         "host": platform.node(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_signature": cpu_signature(),
         "cores": str(os.cpu_count()),
         "python": platform.python_version(),
         "torch": _version("torch"),
@@ -61,4 +84,5 @@ def machine() -> dict[str, str]:
 
 def machine_summary() -> str:
     m = machine()
-    return f"{m['host']} ({m['cores']} cores, py{m['python']}, torch {m['torch']}, mujoco {m['mujoco']})"
+    return (f"{m['host']} ({m['cores']} cores, {m['cpu_signature']}, py{m['python']}, torch {m['torch']}, "
+            f"mujoco {m['mujoco']})")

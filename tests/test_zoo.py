@@ -51,18 +51,25 @@ def test_a_modified_zoo_file_is_refused(tmp_path):
 
 
 def _same_stack(entry: dict, attack: str) -> bool:
-    """Bit-exact returns need the software the board was evaluated with: another torch build or
-    MuJoCo version changes the last float bits, which the contact dynamics amplify."""
+    """Bit-exact returns need the software and CPU the board was evaluated with: another torch build,
+    MuJoCo version or CPU feature set changes the last float bits, which the contact dynamics amplify.
+    Cells recorded before the CPU signature was (provenance.cpu_signature) count as another CPU."""
     import mujoco
+
+    from robbench.provenance import cpu_signature
     import torch
 
     where = entry["attacks"][attack].get("evaluated_on") or ""
-    return f"torch {torch.__version__}" in where and f"mujoco {mujoco.__version__}" in where
+    return (f"torch {torch.__version__}" in where and f"mujoco {mujoco.__version__}" in where
+            and cpu_signature() in where)
 
 
-def _reproduce(entry: dict, attack: str) -> None:
-    if not _same_stack(entry, attack):
-        pytest.skip(f"published cell evaluated on {entry['attacks'][attack].get('evaluated_on')!r}")
+def _reproduce(entry: dict, attack: str) -> bool:
+    """Re-evaluate a zoo cell: on the stack it was evaluated on, the per-episode returns must be the
+    manifest's bit for bit; elsewhere the episodes are a fresh draw of the same distribution, and the
+    mean must agree within 4 standard errors of the difference. Returns whether the check was exact."""
+    import math
+
     import torch
 
     agent = zoo.load(entry["short_id"])
@@ -74,12 +81,19 @@ def _reproduce(entry: dict, attack: str) -> None:
     finally:
         torch.set_num_threads(threads)
     published = entry["attacks"][attack]
-    assert zoo.returns_digest(result.returns.tolist()) == published["returns_sha256"]
-    assert round(result.mean, 6) == published["mean"]
+    if _same_stack(entry, attack):
+        assert zoo.returns_digest(result.returns.tolist()) == published["returns_sha256"]
+        assert round(result.mean, 6) == published["mean"]
+        return True
+    n = entry["episodes"]
+    se = math.sqrt((published["std"] ** 2 + float(result.returns.std()) ** 2) / n)
+    assert abs(result.mean - published["mean"]) <= 4 * se + 1e-6, (entry["agent_id"], result.mean, published)
+    return False
 
 
 def test_zoo_natural_returns_reproduce_exactly():
-    """Two zoo agents re-evaluated here give the manifest's per-episode returns bit for bit."""
+    """Two zoo agents re-evaluated here give the manifest's per-episode returns bit for bit (on the
+    stack they were evaluated on; elsewhere, the same mean within 4 standard errors)."""
     entries = zoo.manifest()["agents"]
     picked = [e for e in entries if e["method"] in ("barppo", "ppo") and e["seed"] == 0][:2]
     for e in picked:
@@ -88,7 +102,7 @@ def test_zoo_natural_returns_reproduce_exactly():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", ["none", "random"])
-def test_whole_zoo_reproduces_exactly(attack):
+def test_whole_zoo_reproduces(attack):
     for e in zoo.manifest()["agents"]:
         _reproduce(e, attack)
 
@@ -102,3 +116,20 @@ def test_evaluate_agents_zoo_imports_and_runs(tmp_path):
         ids = {a.agent_id: a.sha256 for a in store.agents()}
         assert ids == {e["agent_id"]: e["sha256"] for e in zoo.manifest()["agents"]}
         assert len(store.cells()) == len(ids)
+
+
+def test_cells_record_the_cpu_they_were_evaluated_on(tmp_path):
+    """What `_same_stack` needs to tell an exact re-run from a fresh draw: the CPU signature is in
+    every cell's machine string."""
+    from robbench.evaluate import evaluate_cell
+    from robbench.provenance import cpu_signature
+    from robbench.store import ResultsStore
+    from robbench.train import train_agent
+
+    sig = cpu_signature()
+    assert sig.split()[1].startswith("cpu-") and len(sig.split()[1]) == len("cpu-") + 8
+    with ResultsStore(tmp_path) as store:
+        record, _ = train_agent(store, "ppo", "hopper", seed=0, preset="smoke")
+        key, _ = evaluate_cell(store, record.agent_id, "none", episodes=1)
+        (cell,) = [c for c in store.cells() if c["cell_key"] == key]
+    assert sig in cell["info"]["machine"]
