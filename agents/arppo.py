@@ -41,6 +41,7 @@ class ARPPO(SurrogateAdversaryObjective):
                        "(`pgd_start=step`); the reference's CAR solver starts anywhere in the ball (U[−ε_t, ε_t])")
 
     KAPPA = BARPPO_KAPPA
+    legacy_settings = {"pgd_start": LEGACY_PGD_START}
 
     def __init__(self, **params: Any):
         super().__init__(**params)

@@ -8,12 +8,15 @@
     attacks = ["none", "random", "mad", "sa_rl"]   # or "all", or "standard" (the suite boards rank by)
     episodes = 50
     certify = ["crown"]           # optional
+    retrain_stale = true          # optional: retrain stored agents today's trainer would train otherwise
     [attack_params.sa_rl]
     preset = "medium"
 
 Keys (all but `envs` and `methods` optional): envs, methods, seeds, preset, steps, num_envs,
-trainer_params, agents (ids of agents already in the home to attack as well), attacks,
-attack_params, episodes, eps, certify, certify_states, certify_threshold. YAML is read with
+trainer_params, retrain_stale, agents (ids of agents already in the home to attack as well), attacks,
+attack_params, episodes, eps, certify, certify_states, certify_threshold. An agent already in the home is
+not retrained; with `retrain_stale = true` one whose recorded settings differ from what its trainer
+builds today (`train.stale_settings`, e.g. a faithful-baseline fix) is, and `--dry-run` names the settings. YAML is read with
 `yaml.safe_load` (no tags, nothing executed). Every problem is one line naming the file and the key.
 """
 
@@ -34,7 +37,8 @@ from robbench.train import DEFAULT_NUM_ENVS, DEFAULT_PRESET
 GRID_KEYS = {
     "envs": "list of env keys", "methods": "list of trainer names", "seeds": "seed list or range like '0-16'",
     "preset": "training preset", "steps": "env steps per training run", "num_envs": "env copies per trainer",
-    "trainer_params": "table: method -> settings", "agents": "list of stored agent ids",
+    "trainer_params": "table: method -> settings",
+    "retrain_stale": "true to retrain stored agents whose recorded settings differ from today's trainer", "agents": "list of stored agent ids",
     "attacks": "list of attack names, 'all', or 'standard' / 'standard-vN' (a standard suite with its settings)",
     "attack_params": "table: attack -> settings",
     "episodes": "episodes per cell", "eps": "ε override", "certify": "list of bound methods",
@@ -109,6 +113,7 @@ class Grid:
     steps: int | None = None
     num_envs: int = DEFAULT_NUM_ENVS
     trainer_params: dict[str, dict] = field(default_factory=dict)
+    retrain_stale: bool = False
     agents: list[str] = field(default_factory=list)
     attacks: list[str] = field(default_factory=list)
     attack_params: dict[str, dict] = field(default_factory=dict)
@@ -255,6 +260,9 @@ def _parse_grid(raw: Any, name: str) -> Grid:
     from robbench.registry import trainers
 
     grid.trainer_params = table("trainer_params", trainers())
+    grid.retrain_stale = raw.get("retrain_stale", False)
+    if not isinstance(grid.retrain_stale, bool):
+        raise RobbenchError(f"{name}: retrain_stale must be true or false, got {grid.retrain_stale!r}")
     grid.agents = names("agents")
     table_attacks = attacks()
     suite_params: dict[str, dict] = {}
@@ -295,7 +303,8 @@ def _parse_grid(raw: Any, name: str) -> Grid:
 
 # ----------------------------------------------------------------------------------- grid → jobs
 def train_jobs(methods: list[str], envs: list[str], seeds: list[int], preset: str, steps: int | None,
-               num_envs: int, params: dict[str, dict], force: bool = False) -> list[tuple[str, Job]]:
+               num_envs: int, params: dict[str, dict], force: bool = False,
+               retrain_stale: bool = False) -> list[tuple[str, Job]]:
     """(agent id, job) for every (env, method, seed)."""
     from robbench.train import agent_id, build_config
 
@@ -306,7 +315,7 @@ def train_jobs(methods: list[str], envs: list[str], seeds: list[int], preset: st
                 cfg, _ = build_config(method, env, seed, preset, steps, num_envs, params.get(method))
                 aid = agent_id(env, method, cfg.budget, seed)
                 spec = TrainSpec(method=method, env=env, seed=seed, preset=preset, steps=steps, num_envs=num_envs,
-                                 params=params.get(method) or {}, force=force)
+                                 params=params.get(method) or {}, force=force, retrain_stale=retrain_stale)
                 out.append((aid, Job.make("train", spec, f"train {aid}")))
     return out
 
@@ -386,7 +395,7 @@ def grid_jobs(grid: Grid, store) -> list[Job]:
     jobs: list[Job] = []
     agent_deps: dict[str, tuple[str, ...]] = {}
     for aid, job in train_jobs(grid.methods, grid.envs, grid.seeds, grid.preset, grid.steps, grid.num_envs,
-                               grid.trainer_params):
+                               grid.trainer_params, retrain_stale=grid.retrain_stale):
         jobs.append(job)
         agent_deps[aid] = (job.key,)
     for aid in grid.agents:

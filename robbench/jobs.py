@@ -123,7 +123,7 @@ def _run_train(store: ResultsStore, spec: TrainSpec, progress) -> tuple[str, str
         on_iter = lambda i, s: progress(i, None, f"return {s['mean_return']:.0f} · {s['steps_per_s']:.0f} steps/s")  # noqa: E731
     record, trained = train_agent(
         store, spec.method, spec.env, spec.seed, spec.preset, spec.steps, spec.num_envs, spec.force, spec.params,
-        on_iter,
+        on_iter, retrain_stale=spec.retrain_stale,
     )
     prov = record.meta.get("provenance", {})
     ret = prov.get("final_train_return")
@@ -179,10 +179,11 @@ def is_complete(store: ResultsStore, job: Job) -> bool:
         return False
     try:
         if isinstance(s, TrainSpec):
-            from robbench.train import agent_id, build_config, trained_record
+            from robbench.train import agent_id, build_config, stale_settings, trained_record
 
             cfg, _ = build_config(s.method, s.env, s.seed, s.preset, s.steps, s.num_envs, s.params)
-            return trained_record(store, agent_id(s.env, s.method, cfg.budget, s.seed)) is not None
+            record = trained_record(store, agent_id(s.env, s.method, cfg.budget, s.seed))
+            return record is not None and not (s.retrain_stale and stale_settings(record, cfg))
         if isinstance(s, FitSpec):
             return s.fitted(store)
         if isinstance(s, EvaluateSpec):

@@ -215,6 +215,10 @@ class Objective:
     board_notes: dict[str, str] = {}
     """Departures from the reference implementation that every board showing this trainer's agents
     states: env key (or "*" for every env) -> one sentence. docs/departures.md lists them all."""
+    legacy_settings: dict[str, Any] = {}
+    """Trainer settings added after agents were trained, with the value such an agent's recorded
+    config means by leaving them out, where that is not today's default (`train.stale_settings`).
+    A setting added with a default that keeps the old behaviour needs no entry."""
 
     def __init__(self, **params: Any):
         self.params = params

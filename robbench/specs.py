@@ -87,9 +87,14 @@ class TrainSpec(JobSpec):
     steps: int | None = None
     num_envs: int = DEFAULT_NUM_ENVS
     params: dict[str, Any] = field(default_factory=dict)
+    retrain_stale: bool = False
+    """Retrain a stored agent that today's trainer would train with other settings (`train.stale_settings`)."""
+
+    OMITTED_AT_DEFAULT: ClassVar[tuple[str, ...]] = ("force", "retrain_stale")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        _flag(self.retrain_stale, "retrain_stale")
         _name(self.method, "method")
         _name(self.env, "env")
         validate_seed(self.seed, "seed")

@@ -73,19 +73,62 @@ def trained_record(store: ResultsStore, aid: str) -> AgentRecord | None:
     return record if record is not None and checkpoint_problem(record) is None else None
 
 
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def stale_settings(record: AgentRecord, cfg: PPOConfig) -> dict[str, tuple[Any, Any]]:
+    """The settings a stored agent was trained with that `cfg` (what the trainer builds today for the
+    same method, env, seed and budget) would change: {dotted key: (then, now)}; {} when none.
+
+    A key the recorded config lacks means what the trainer's `legacy_settings` says (e.g. AR-PPO's
+    `pgd_start` was "step" before the setting existed); a key without a legacy entry was added with a
+    default that keeps the old behaviour, so it is not a change. An agent with no recorded config
+    (imported) is never stale."""
+    recorded = record.meta.get("config")
+    if not recorded:
+        return {}
+    legacy = {f"trainer.{k}": v for k, v in getattr(get_trainer(cfg.method), "legacy_settings", {}).items()}
+    then, now = _flat(recorded), _flat(cfg.to_dict())
+    out: dict[str, tuple[Any, Any]] = {}
+    for key in sorted(set(then) | set(now)):
+        old = then.get(key, legacy.get(key, now.get(key)))
+        new = now.get(key, "<unset>")
+        if old != new:
+            out[key] = (old, new)
+    return out
+
+
+def describe_stale(diff: dict[str, tuple[Any, Any]]) -> str:
+    """`trainer.pgd_start step → ball, …` for a `stale_settings` result."""
+    return ", ".join(f"{k} {then!r} → {now!r}" for k, (then, now) in diff.items())
+
+
 def train_agent(
     store: ResultsStore, method: str, env: str, seed: int = 0, preset: str = DEFAULT_PRESET,
     steps: int | None = None, num_envs: int = DEFAULT_NUM_ENVS, force: bool = False,
     trainer_params: dict[str, Any] | None = None, progress: ProgressFn | None = None,
-    **ppo_overrides: Any,
+    retrain_stale: bool = False, **ppo_overrides: Any,
 ) -> tuple[AgentRecord, bool]:
-    """Train (unless already trained) and register an agent. Returns (record, trained_now)."""
+    """Train (unless already trained) and register an agent. Returns (record, trained_now).
+
+    With `retrain_stale` an agent already stored is retrained when today's trainer would train it
+    with other settings (`stale_settings`); the settings it replaced go into its provenance."""
     cfg, objective = build_config(method, env, seed, preset, steps, num_envs, trainer_params, **ppo_overrides)
     aid = agent_id(env, method, cfg.budget, seed)
     path = store.agent_path(env, method, cfg.budget, seed)
     existing = None if force else stored_record(store, aid)
     replaced = None if existing is None else checkpoint_problem(existing)
     if replaced is not None:  # retrained below, and said so (provenance.replaced_checkpoint)
+        existing = None
+    stale = stale_settings(existing, cfg) if existing is not None and retrain_stale else {}
+    if stale:
         existing = None
     if existing is not None:
         stored = existing.meta.get("config", {}).get("trainer", {})
@@ -117,7 +160,8 @@ def train_agent(
             "resumed_from_iteration": core.resume.resumed_from,
         },
     }
-    notes = {"snapshot_ignored": core.resume.discarded, "replaced_checkpoint": replaced}
+    notes = {"snapshot_ignored": core.resume.discarded, "replaced_checkpoint": replaced,
+             "retrained_stale": {k: list(v) for k, v in stale.items()} or None}
     meta["provenance"].update({k: v for k, v in notes.items() if v is not None})
     save_agent(core.agent(meta), path)
     core.envs.close()

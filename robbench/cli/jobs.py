@@ -154,7 +154,7 @@ def run(
 ):
     """Run a whole benchmark grid (train → fit → evaluate → certify) as jobs; re-run to resume."""
     from robbench.grid import critic_notice, drop_critic_cells, grid_jobs, load_grid
-    from robbench.jobs import KINDS, is_complete
+    from robbench.jobs import KINDS
 
     check_executor(backend, workers, address)
     grid = load_grid(grid_file)
@@ -166,7 +166,7 @@ def run(
         if dry_run:
             t = Table("kind", "job", "state", box=box.SIMPLE_HEAD)
             for job in jobs:
-                t.add_row(job.kind, job.label.split(" ", 1)[1], "done" if is_complete(store, job) else "to run")
+                t.add_row(job.kind, job.label.split(" ", 1)[1], _dry_run_state(store, job))
             out_console().print(t)
             return
     kinds = {k: sum(j.kind == k for j in jobs) for k in KINDS}
@@ -175,6 +175,27 @@ def run(
     outcomes = execute(jobs, root, workers, backend, address, "grid")
     exit_on_failures(outcomes)
     say("done; see `robbench report`")
+
+
+def _dry_run_state(store, job) -> str:
+    """done / to run; a stored agent today's trainer would train with other settings says which."""
+    from robbench.jobs import is_complete
+    from robbench.specs import TrainSpec
+
+    state = "done" if is_complete(store, job) else "to run"
+    spec = job.typed
+    if not isinstance(spec, TrainSpec) or spec.force:
+        return state
+    from robbench.train import agent_id, build_config, describe_stale, stale_settings, trained_record
+
+    cfg, _ = build_config(spec.method, spec.env, spec.seed, spec.preset, spec.steps, spec.num_envs, spec.params)
+    record = trained_record(store, agent_id(spec.env, spec.method, cfg.budget, spec.seed))
+    stale = stale_settings(record, cfg) if record is not None else {}
+    if not stale:
+        return state
+    if spec.retrain_stale:
+        return f"to retrain: {describe_stale(stale)}"
+    return f"done, with other settings than today's: {describe_stale(stale)} (retrain_stale = true retrains it)"
 
 
 # ------------------------------------------------------------------------------------------- certify
