@@ -120,11 +120,11 @@ MALFORMED = [
     ("bad.toml", 'envs = ["hopper"\nmethods = ["ppo"]\n', None, "bad.toml: invalid TOML: "),
     ("bad.yaml", "envs: [hopper\nmethods: [ppo]\n", None, "bad.yaml: invalid YAML at line 2: "),
     ("list.yaml", "- envs: [hopper]\n- methods: [ppo]\n",
-     "list.yaml: a grid is a table of keys (envs, methods, seeds, preset, steps, num_envs, trainer_params, agents, "
-     "attacks, attack_params, episodes, eps, certify, certify_states, certify_threshold), got list", None),
+     "list.yaml: a grid is a table of keys (envs, methods, seeds, preset, steps, num_envs, trainer_params, retrain_stale, "
+     "agents, attacks, attack_params, episodes, eps, certify, certify_states, certify_threshold), got list", None),
     ("unknown_key.toml", 'envs = ["hopper"]\nmethods = ["ppo"]\npreset = "smoke"\nbogus = 1\n',
      "unknown_key.toml: unknown key 'bogus'; valid keys: envs, methods, seeds, preset, steps, num_envs, "
-     "trainer_params, agents, attacks, attack_params, episodes, eps, certify, certify_states, certify_threshold",
+     "trainer_params, retrain_stale, agents, attacks, attack_params, episodes, eps, certify, certify_states, certify_threshold",
      None),
     ("episodes.toml", 'envs = ["hopper"]\nmethods = ["ppo"]\npreset = "smoke"\nepisodes = "ten"\n',
      "episodes.toml: episodes must be an integer ≥ 1, got 'ten'", None),
