@@ -40,7 +40,8 @@ def test_readme_shows_the_current_hopper_board():
 @needs_board
 def test_method_table_has_one_median_agent_per_method_in_worst_case_order():
     publish = _publish()
-    rows = [r for r in json.loads(BOARD.read_text()) if r["source"] == OURS_LABEL]
+    # agents whose suite has not finished are on the board unranked, and count for no method yet
+    rows = [r for r in json.loads(BOARD.read_text()) if r["source"] == OURS_LABEL and r["rank"] is not None]
     by_method: dict[str, dict[int, float]] = {}
     for r in rows:
         by_method.setdefault(r["method"], {})[r["seed"]] = r["worst_mean"]
